@@ -1,6 +1,30 @@
 package dev.lazypages.cli;
 
-public final class LazyDump {
+import picocli.CommandLine.Command;
+
+/** {@code lazy-dump.jar}: the source side. */
+@Command(name = "lazy-dump", mixinStandardHelpOptions = true, versionProvider = VersionProvider.class,
+        usageHelpAutoWidth = true,
+        description = {
+            "The source side of lazy-pages, live migration of running Linux processes.",
+            "",
+            "It seizes a process with ptrace, copies its memory while it runs, freezes it for the final state "
+                    + "and serves the pages the destination still misses.",
+            "",
+            "Status: 'check' works; dump, pre-dump and migrate are not built yet (see README)."
+        },
+        subcommands = {CheckCommand.class},
+        footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
+public final class LazyDump implements Runnable {
+    @picocli.CommandLine.Spec
+    private picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "a command is needed (try --help)");
+    }
+
     public static void main(String[] args) {
+        System.exit(Cli.run(new LazyDump(), args));
     }
 }

@@ -1,6 +1,30 @@
 package dev.lazypages.cli;
 
-public final class LazyPages {
+import picocli.CommandLine.Command;
+
+/** {@code lazy-pages.jar}: the destination side. */
+@Command(name = "lazy-pages", mixinStandardHelpOptions = true, versionProvider = VersionProvider.class,
+        usageHelpAutoWidth = true,
+        description = {
+            "The destination side of lazy-pages, live migration of running Linux processes.",
+            "",
+            "It rebuilds a migrated process, registers userfaultfd over its memory and answers every page "
+                    + "fault by fetching the page from the source or a local image.",
+            "",
+            "Status: 'check' and the foundation-stage 'demo' work; restore and serve are not built yet (see README)."
+        },
+        subcommands = {CheckCommand.class, DemoCommand.class},
+        footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
+public final class LazyPages implements Runnable {
+    @picocli.CommandLine.Spec
+    private picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "a command is needed (try --help)");
+    }
+
     public static void main(String[] args) {
+        System.exit(Cli.run(new LazyPages(), args));
     }
 }
