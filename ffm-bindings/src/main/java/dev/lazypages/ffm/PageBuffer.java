@@ -45,6 +45,11 @@ public final class PageBuffer implements AutoCloseable {
         return new PageBuffer(null, s, ps);
     }
 
+    /** A buffer over a mapping the caller owns (see {@link Posix#mmapAnonymous}); close() leaves it mapped. */
+    static PageBuffer ofMapping(MemorySegment mapping, long pageSize) {
+        return new PageBuffer(null, mapping, pageSize);
+    }
+
     MemorySegment segment() {
         return segment;
     }

@@ -87,11 +87,20 @@ public final class Pagemap implements AutoCloseable {
         return (entry & PM_SWAPPED) != 0;
     }
 
+    public static boolean uffdWriteProtected(long entry) {
+        return (entry & PM_UFFD_WP) != 0;
+    }
+
     public static boolean softDirty(long entry) {
         return (entry & PM_SOFT_DIRTY) != 0;
     }
 
-    /** Present or swapped: the page has content the process wrote or read in. */
+    /**
+     * Present or swapped: the page has content the process wrote or read in. One exception:
+     * under a userfaultfd with WP_UNPOPULATED, a write-protected page that was never touched is
+     * a PTE marker and reads as swapped with bit 57 set; use PAGEMAP_SCAN's categories
+     * ({@link #PAGE_IS_PRESENT}, {@link #PAGE_IS_SWAPPED}) or {@link #uffdWriteProtected} to tell.
+     */
     public static boolean populated(long entry) {
         return (entry & (PM_PRESENT | PM_SWAPPED)) != 0;
     }

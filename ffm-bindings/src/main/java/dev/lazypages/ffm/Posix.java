@@ -8,7 +8,8 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * File descriptors and process basics: open, close, read and write at offsets, poll,
- * eventfd, kill, uname. Each failure throws {@link SyscallException} naming the call.
+ * eventfd, kill, uname, and anonymous mappings (mmap/munmap) for memory of one's own. Each
+ * failure throws {@link SyscallException} naming the call.
  */
 public final class Posix {
     public static final int O_RDONLY = Native.O_RDONLY();
@@ -209,6 +210,35 @@ public final class Posix {
     public static void tgkill(int tgid, int tid, int sig) {
         if (Libc.tgkill(tgid, tid, sig) < 0) {
             throw new SyscallException("tgkill(tgid=" + tgid + ", tid=" + tid + ", sig=" + sig + ")", Libc.errno());
+        }
+    }
+
+    /**
+     * mmap(2) of {@code length} bytes (a multiple of the page size) of anonymous, private,
+     * read-write memory that nothing has touched yet: every page is missing until first use,
+     * which is what UFFDIO_REGISTER and PAGEMAP_SCAN need and what an arena's (zero-filled,
+     * malloc-backed) memory is not. The buffer does not own the mapping: its {@code close()}
+     * does nothing; release it with {@link #munmap}, after which it must not be touched.
+     */
+    public static PageBuffer mmapAnonymous(long length) {
+        long ps = pageSize();
+        if (length <= 0 || length % ps != 0) {
+            throw new IllegalArgumentException("mmap length " + length + " is not a positive multiple of " + ps);
+        }
+        MemorySegment m = Libc.mmap(0, length, Native.PROT_READ() | Native.PROT_WRITE(),
+                Native.MAP_PRIVATE() | Native.MAP_ANONYMOUS(), -1, 0);
+        if (m.address() == -1L) { // MAP_FAILED
+            throw new SyscallException("mmap(len=" + length + ", PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS)",
+                    Libc.errno());
+        }
+        return PageBuffer.ofMapping(m.reinterpret(length), ps);
+    }
+
+    /** munmap(2) of a buffer from {@link #mmapAnonymous} (the whole of it). */
+    public static void munmap(PageBuffer mapping) {
+        if (Libc.munmap(mapping.segment(), mapping.byteSize()) < 0) {
+            throw new SyscallException("munmap(addr=0x" + Long.toHexString(mapping.address()) + ", len="
+                    + mapping.byteSize() + ")", Libc.errno());
         }
     }
 
