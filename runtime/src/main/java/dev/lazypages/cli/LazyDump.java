@@ -11,9 +11,9 @@ import picocli.CommandLine.Command;
             "It seizes a process with ptrace, copies its memory while it runs, freezes it for the final state "
                     + "and serves the pages the destination still misses.",
             "",
-            "Status: 'check' works; dump, pre-dump and migrate are not built yet (see README)."
+            "Status: 'check' and 'inspect' work; dump, pre-dump and migrate are not built yet (see README)."
         },
-        subcommands = {CheckCommand.class},
+        subcommands = {CheckCommand.class, InspectCommand.class},
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
 public final class LazyDump implements Runnable {
     @picocli.CommandLine.Spec
