@@ -234,12 +234,49 @@ public final class Posix {
         return PageBuffer.ofMapping(m.reinterpret(length), ps);
     }
 
-    /** munmap(2) of a buffer from {@link #mmapAnonymous} (the whole of it). */
+    /**
+     * munmap(2) of a buffer from {@link #mmapAnonymous} (the whole of it), or of a
+     * {@link PageBuffer#pages} view of one (that part only).
+     */
     public static void munmap(PageBuffer mapping) {
         if (Libc.munmap(mapping.segment(), mapping.byteSize()) < 0) {
             throw new SyscallException("munmap(addr=0x" + Long.toHexString(mapping.address()) + ", len="
                     + mapping.byteSize() + ")", Libc.errno());
         }
+    }
+
+    /** madvise(2) advice: drop the pages (private anonymous memory reads zeros afterwards). */
+    public static final int MADV_DONTNEED = Native.MADV_DONTNEED();
+    /** mremap(2) flag: the kernel may move the mapping. */
+    public static final int MREMAP_MAYMOVE = Native.MREMAP_MAYMOVE();
+    /** mremap(2) flag: move to exactly {@code newAddress} (with MREMAP_MAYMOVE). */
+    public static final int MREMAP_FIXED = Native.MREMAP_FIXED();
+
+    /**
+     * madvise(2) over the whole of {@code range}: a mapping from {@link #mmapAnonymous} or a
+     * {@link PageBuffer#pages} view of one (e.g. MADV_DONTNEED on part of it).
+     */
+    public static void madvise(PageBuffer range, int advice) {
+        if (Libc.madvise(range.segment(), range.byteSize(), advice) < 0) {
+            throw new SyscallException("madvise(addr=0x" + Long.toHexString(range.address()) + ", len=" + range.byteSize()
+                    + ", advice=" + advice + ")", Libc.errno());
+        }
+    }
+
+    /**
+     * mremap(2) of the whole of {@code mapping} (a mapping from {@link #mmapAnonymous} or a
+     * {@link PageBuffer#pages} view of one) to {@code newLength} bytes, at {@code newAddress}
+     * when {@code flags} has MREMAP_FIXED. Returns the mapping at its new place; the old
+     * buffer must not be touched afterwards. Release the result with {@link #munmap}.
+     */
+    public static PageBuffer mremap(PageBuffer mapping, long newLength, int flags, long newAddress) {
+        long r = Libc.syscall(Native.SYS_mremap(), mapping.address(), mapping.byteSize(), newLength, flags, newAddress, 0);
+        if (r == -1L) {
+            throw new SyscallException("mremap(addr=0x" + Long.toHexString(mapping.address()) + ", len=" + mapping.byteSize()
+                    + ", newLen=" + newLength + ", flags=" + flags + ", newAddr=0x" + Long.toHexString(newAddress) + ")",
+                    Libc.errno());
+        }
+        return PageBuffer.ofMapping(MemorySegment.ofAddress(r).reinterpret(newLength), pageSize());
     }
 
     /** The kernel's name and release, from uname(2). */

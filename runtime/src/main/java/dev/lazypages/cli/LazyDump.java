@@ -11,19 +11,11 @@ import picocli.CommandLine.Command;
             "It seizes a process with ptrace, copies its memory while it runs, freezes it for the final state "
                     + "and serves the pages the destination still misses.",
             "",
-            "Status: 'check' and 'inspect' work; dump, pre-dump and migrate are not built yet (see README)."
+            "Status: check, dump and inspect work; pre-dump and migrate are not built yet (see README)."
         },
-        subcommands = {CheckCommand.class, InspectCommand.class},
+        subcommands = {CheckCommand.class, DumpCommand.class, InspectCommand.class},
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
-public final class LazyDump implements Runnable {
-    @picocli.CommandLine.Spec
-    private picocli.CommandLine.Model.CommandSpec spec;
-
-    @Override
-    public void run() {
-        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "a command is needed (try --help)");
-    }
-
+public final class LazyDump extends TopLevelCommand {
     public static void main(String[] args) {
         System.exit(Cli.run(new LazyDump(), args));
     }

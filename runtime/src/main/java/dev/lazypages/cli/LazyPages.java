@@ -15,15 +15,7 @@ import picocli.CommandLine.Command;
         },
         subcommands = {CheckCommand.class, DemoCommand.class, InspectCommand.class},
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
-public final class LazyPages implements Runnable {
-    @picocli.CommandLine.Spec
-    private picocli.CommandLine.Model.CommandSpec spec;
-
-    @Override
-    public void run() {
-        throw new picocli.CommandLine.ParameterException(spec.commandLine(), "a command is needed (try --help)");
-    }
-
+public final class LazyPages extends TopLevelCommand {
     public static void main(String[] args) {
         System.exit(Cli.run(new LazyPages(), args));
     }

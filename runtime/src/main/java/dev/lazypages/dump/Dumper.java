@@ -1,0 +1,391 @@
+package dev.lazypages.dump;
+
+import dev.lazypages.ffm.Errno;
+import dev.lazypages.ffm.Features;
+import dev.lazypages.ffm.Posix;
+import dev.lazypages.ffm.Ptrace;
+import dev.lazypages.ffm.SyscallException;
+import dev.lazypages.ffm.WaitStatus;
+import dev.lazypages.image.ImageFile;
+import dev.lazypages.image.ImageWriter;
+import dev.lazypages.image.proto.Inventory;
+import dev.lazypages.image.proto.MmStruct;
+import dev.lazypages.image.proto.OpenFile;
+import dev.lazypages.image.proto.Process;
+import dev.lazypages.image.proto.ProcessTree;
+import dev.lazypages.image.proto.SigAction;
+import dev.lazypages.image.proto.ThreadState;
+import dev.lazypages.proc.Auxv;
+import dev.lazypages.proc.Proc;
+import dev.lazypages.proc.ProcException;
+import dev.lazypages.proc.ProcFds;
+import dev.lazypages.proc.ProcMaps;
+import dev.lazypages.proc.ProcStat;
+import dev.lazypages.proc.RemoteScratch;
+import dev.lazypages.proc.RemoteSyscall;
+import dev.lazypages.proc.SeizedProcess;
+import dev.lazypages.proc.TracerThread;
+import dev.lazypages.proc.Vma;
+import java.io.IOException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * Checkpoints one running process into an image directory (docs/IMAGE.md), like
+ * {@code criu dump -t PID -D DIR}: every thread is seized and frozen on a {@link TracerThread};
+ * while frozen, the VMAs (smaps), mm fields, auxv, exe, open files, each thread's registers and
+ * extended state are read, brk and the signal actions are read by injected system calls (the
+ * scratch page they need is mapped after the VMAs were read and unmapped again before the
+ * thaw, so it is in neither the VMAs nor the pages), and the pages to keep are found
+ * ({@link PageSelection}) and copied ({@link PageCopier}). The process is then killed once the
+ * image is published, or with {@link DumpOptions#leaveRunning} thawed and detached before the
+ * image is published (everything has been read by then; the process runs on either way).
+ *
+ * <p>When any step fails, the scratch page is unmapped, the process is detached (running
+ * exactly as before), the partial image is removed, and a {@link DumpException} names the step.
+ * Once the image is complete, only the kill can still fail; the image is kept then.
+ */
+public final class Dumper {
+    /** The dirty tracker of a plain full dump. */
+    public static final String TRACKER = "none";
+    /** How long the kill waits for the threads to die. */
+    static final long DEATH_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(5);
+    private static final double MIB = 1024.0 * 1024.0;
+    /** Progress is reported every this many bytes of pages. */
+    private static final long REPORT_EVERY = 64L << 20;
+
+    private final int pid;
+    private final DumpOptions options;
+    private final int pageSize = (int) Posix.pageSize();
+    private String step = "start";
+
+    private Dumper(int pid, DumpOptions options) {
+        this.pid = pid;
+        this.options = options;
+    }
+
+    /**
+     * Dumps process {@code pid} into {@code options.imagesDir()}.
+     *
+     * @throws IllegalArgumentException when there is no such process or the directory is not empty
+     *                                  (nothing was touched)
+     * @throws DumpException            naming the step that failed (the process was left running)
+     */
+    public static DumpResult dump(int pid, DumpOptions options) {
+        checkTarget(pid, options.imagesDir());
+        return new Dumper(pid, options).run();
+    }
+
+    /**
+     * Checks, before touching anything, that {@code pid} is a live process (not a thread of one,
+     * not a zombie) and that {@code dir} is missing or an empty directory.
+     *
+     * @throws IllegalArgumentException with a one-line reason
+     */
+    public static void checkTarget(int pid, Path dir) {
+        if (pid <= 0) {
+            throw new IllegalArgumentException("invalid pid " + pid);
+        }
+        String status;
+        try {
+            status = Proc.readText(pid, "status");
+        } catch (ProcException e) {
+            throw new IllegalArgumentException("no process with pid " + pid);
+        }
+        String tgid = field(status, "Tgid:");
+        if (tgid != null && !tgid.equals(Integer.toString(pid))) {
+            throw new IllegalArgumentException("pid " + pid + " is a thread of process " + tgid + ": dump the process");
+        }
+        String state = field(status, "State:");
+        if (state != null && (state.startsWith("Z") || state.startsWith("X"))) {
+            throw new IllegalArgumentException("process " + pid + " has exited (state " + state + ")");
+        }
+        if (Files.exists(dir)) {
+            if (!Files.isDirectory(dir)) {
+                throw new IllegalArgumentException("images directory " + dir + " exists and is not a directory");
+            }
+            try (DirectoryStream<Path> s = Files.newDirectoryStream(dir)) {
+                if (s.iterator().hasNext()) {
+                    throw new IllegalArgumentException("images directory " + dir + " is not empty: refusing to overwrite it");
+                }
+            } catch (IOException e) {
+                throw new IllegalArgumentException("cannot read images directory " + dir + ": " + e.getMessage());
+            }
+        }
+    }
+
+    private static String field(String status, String key) {
+        for (String line : status.split("\n")) {
+            if (line.startsWith(key)) {
+                return line.substring(key.length()).strip();
+            }
+        }
+        return null;
+    }
+
+    /** One step of the dump: the name is what a failure reports. */
+    @FunctionalInterface
+    private interface Step<T> {
+        T run() throws Exception;
+    }
+
+    private <T> T step(String name, Step<T> work) {
+        step = name;
+        try {
+            return work.run();
+        } catch (DumpException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new DumpException(pid, name, e);
+        }
+    }
+
+    private void stepVoid(String name, Runnable work) {
+        step(name, () -> {
+            work.run();
+            return null;
+        });
+    }
+
+    private void progress(String line) {
+        options.progress().accept(line);
+    }
+
+    private DumpResult run() {
+        long t0 = System.nanoTime();
+        Path dir = options.imagesDir();
+        boolean dirExisted = Files.isDirectory(dir);
+        Inventory inventory = step("probe the CPU and kernel", this::inventory);
+        TracerThread tracer = new TracerThread("lp-dump-" + pid);
+        ImageWriter writer = null;
+        SeizedProcess process = null;
+        RemoteScratch scratch = null;
+        boolean imageComplete = false;
+        long frozenAt = 0;
+        try {
+            ImageWriter w = step("create the image in " + dir, () -> ImageWriter.create(dir, inventory));
+            writer = w;
+            progress("seizing pid " + pid);
+            SeizedProcess p = step("seize", () -> SeizedProcess.seize(pid, tracer));
+            process = p;
+            stepVoid("freeze", p::freeze);
+            frozenAt = System.nanoTime();
+            progress("frozen " + p.threads().size() + " threads");
+
+            // read before the scratch page exists, so that it is never dumped
+            List<Vma> vmas = step("read memory mappings", () -> ProcMaps.readSmaps(pid));
+            stepVoid("check memory mappings", () -> VmaRecords.checkSupported(vmas));
+            ProcStat stat = step("read /proc/" + pid + "/stat", () -> ProcStat.read(pid));
+            Auxv auxv = step("read /proc/" + pid + "/auxv", () -> Auxv.read(pid));
+            String exe = step("read /proc/" + pid + "/exe", () -> Proc.exe(pid));
+            List<OpenFile> files = step("list open files",
+                    () -> FileRecords.toImage(pid, ProcFds.list(pid), options.unsupportedFds()));
+            List<ThreadState> threads = new ArrayList<>();
+            for (int tid : threadOrder(p.threads())) {
+                threads.add(step("read registers of thread " + tid, () -> ThreadRecords.thread(p, tid)));
+            }
+
+            RemoteSyscall sys = step("find a syscall instruction", () -> p.syscalls(pid));
+            long brk = step("inject brk(0)", () -> ThreadRecords.brk(sys));
+            RemoteScratch s = step("map a scratch page", () -> RemoteScratch.map(p, sys, pageSize));
+            scratch = s;
+            List<SigAction> sigactions = new ArrayList<>();
+            for (int sig : ThreadRecords.signals()) {
+                SigAction a = step("read the action of signal " + sig, () -> ThreadRecords.sigaction(pid, sys, s, sig));
+                if (a != null) {
+                    sigactions.add(a);
+                }
+            }
+            stepVoid("unmap the scratch page", s::close);
+            scratch = null;
+
+            long pages = step("store pages", () -> storePages(w, vmas));
+            Process proc = Process.newBuilder()
+                    .setPid(pid).setPpid(stat.ppid()).setExe(exe).setMm(mm(stat, brk))
+                    .addAllAuxv(words(auxv))
+                    .addAllVmas(vmas.stream().map(VmaRecords::toImage).toList())
+                    .addAllSigactions(sigactions).addAllFiles(files).addAllThreads(threads)
+                    .build();
+            long thawedAt = 0;
+            if (options.leaveRunning()) {
+                // everything is read: let it run while the image is published (on failure it runs on anyway)
+                stepVoid("thaw and detach", p::detach);
+                thawedAt = System.nanoTime();
+            }
+            progress("writing the image");
+            step("write the image", () -> {
+                w.finish(ProcessTree.newBuilder().addProcesses(proc).build());
+                return null;
+            });
+            imageComplete = true;
+            if (!options.leaveRunning()) {
+                stepVoid("kill", () -> kill(p));
+                thawedAt = System.nanoTime();
+            }
+            long end = System.nanoTime();
+            closeQuietly(w);
+            tracer.close();
+            return new DumpResult(pid, dir, threads.size(), vmas.size(), pages, pageSize, thawedAt - frozenAt, end - t0);
+        } catch (RuntimeException | Error e) {
+            rollback(e, scratch, process, writer, imageComplete, dir, dirExisted);
+            tracer.close();
+            if (e instanceof DumpException) {
+                throw e;
+            }
+            throw new DumpException(pid, step, e);
+        }
+    }
+
+    /** Leaves the process as it was and removes the partial image; failures here are added to {@code cause}. */
+    private void rollback(Throwable cause, RemoteScratch scratch, SeizedProcess process, ImageWriter writer,
+                          boolean imageComplete, Path dir, boolean dirExisted) {
+        if (scratch != null) {
+            try {
+                scratch.close();
+            } catch (RuntimeException e) {
+                cause.addSuppressed(e);
+            }
+        }
+        if (process != null) {
+            try {
+                process.detach();
+            } catch (RuntimeException e) {
+                cause.addSuppressed(e);
+            }
+        }
+        if (writer != null) {
+            closeQuietly(writer);
+        }
+        if (!imageComplete) {
+            try {
+                for (ImageFile.Kind k : ImageFile.Kind.values()) {
+                    Files.deleteIfExists(dir.resolve(k.fileName()));
+                }
+                if (!dirExisted) {
+                    Files.deleteIfExists(dir); // only when empty: fails otherwise
+                }
+            } catch (IOException e) {
+                cause.addSuppressed(e);
+            }
+        }
+    }
+
+    private static void closeQuietly(ImageWriter w) {
+        try {
+            w.close();
+        } catch (IOException e) {
+            // the temporary pages file stays behind: harmless
+        }
+    }
+
+    /** Leader first, then the other threads in /proc/PID/task order (ascending tids). */
+    private List<Integer> threadOrder(List<Integer> seized) {
+        List<Integer> out = new ArrayList<>(seized.size());
+        if (seized.contains(pid)) {
+            out.add(pid);
+        }
+        seized.stream().filter(t -> t != pid).sorted().forEach(out::add);
+        return out;
+    }
+
+    private long storePages(ImageWriter writer, List<Vma> vmas) throws IOException {
+        boolean scan = Features.pagemapScan().available();
+        long total = 0;
+        try (PageScanner scanner = PageScanner.open(pid, scan);
+             PageCopier copier = new PageCopier(pid, writer, PageCopier.DEFAULT_BUFFER_PAGES)) {
+            PageRuns runs = new PageRuns(pageSize);
+            long nextReport = REPORT_EVERY;
+            for (Vma v : vmas) {
+                if (!VmaRecords.hasPages(v)) {
+                    continue;
+                }
+                runs.clear();
+                scanner.select(v.start(), v.end(), VmaRecords.privateFile(v), runs);
+                copier.copy(runs, v.read());
+                total += runs.totalPages();
+                if (total * pageSize >= nextReport) {
+                    progress(String.format(Locale.ROOT, "pages: %.0f MiB", total * pageSize / MIB));
+                    nextReport = (total * pageSize / REPORT_EVERY + 1) * REPORT_EVERY;
+                }
+            }
+            copier.flush();
+            return copier.pagesStored();
+        }
+    }
+
+    /** SIGKILL while frozen (as CRIU does), then reap every thread as its tracer so that it is gone on return. */
+    private void kill(SeizedProcess p) {
+        List<Integer> tids = p.threads();
+        p.tracer().run(() -> {
+            Posix.kill(pid, Posix.SIGKILL);
+            long deadline = System.nanoTime() + DEATH_TIMEOUT_NANOS;
+            List<Integer> alive = new ArrayList<>(tids);
+            alive.remove(Integer.valueOf(pid));
+            alive.add(pid); // the leader reports its death last
+            while (!alive.isEmpty()) {
+                int tid = alive.getFirst();
+                WaitStatus ws;
+                try {
+                    ws = Ptrace.waitpid(tid, Ptrace.WALL | Ptrace.WNOHANG);
+                } catch (SyscallException e) {
+                    if (e.errno() != Errno.ECHILD) {
+                        throw e;
+                    }
+                    alive.removeFirst();
+                    continue;
+                }
+                if (ws.pid() != 0 && ws.terminated()) {
+                    alive.removeFirst();
+                } else if (ws.pid() == 0) {
+                    if (System.nanoTime() - deadline > 0) {
+                        throw new ProcException("pid " + pid + " (tid " + tid + ") did not die within "
+                                + TimeUnit.NANOSECONDS.toMillis(DEATH_TIMEOUT_NANOS) + " ms of SIGKILL");
+                    }
+                    LockSupport.parkNanos(100_000);
+                }
+            }
+        });
+        p.detach(); // every thread is gone: this only forgets them
+    }
+
+    private Inventory inventory() {
+        long xcr0 = Features.xcr0();
+        String v = Dumper.class.getPackage().getImplementationVersion();
+        return Inventory.newBuilder()
+                .setPageSize(pageSize)
+                .setKernelRelease(Posix.uname().release())
+                .setCpuXcr0(Math.max(0, xcr0))
+                .addAllXsaveComponents(Features.xsaveComponents())
+                .setCreatedUnixMs(System.currentTimeMillis())
+                .setToolVersion("lazy-dump " + (v != null ? v : "development build"))
+                .setRootPid(pid)
+                .setKind(Inventory.Kind.FULL)
+                .setTracker(TRACKER)
+                .build();
+    }
+
+    private static MmStruct mm(ProcStat s, long brk) {
+        return MmStruct.newBuilder()
+                .setStartCode(s.startCode()).setEndCode(s.endCode())
+                .setStartData(s.startData()).setEndData(s.endData())
+                .setStartBrk(s.startBrk()).setBrk(brk)
+                .setStartStack(s.startStack())
+                .setArgStart(s.argStart()).setArgEnd(s.argEnd())
+                .setEnvStart(s.envStart()).setEnvEnd(s.envEnd())
+                .build();
+    }
+
+    private static List<Long> words(Auxv auxv) {
+        List<Long> out = new ArrayList<>();
+        for (long w : auxv.words()) {
+            out.add(w);
+        }
+        return out;
+    }
+}

@@ -1,0 +1,116 @@
+package dev.lazypages.dump;
+
+import dev.lazypages.ffm.PageBuffer;
+import dev.lazypages.ffm.Posix;
+import dev.lazypages.ffm.ProcessMemory;
+import dev.lazypages.image.ImageWriter;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * Copies runs of pages of a frozen process into an {@link ImageWriter} through one reusable
+ * page-aligned buffer: runs are gathered until the buffer is full, read with one
+ * process_vm_readv (IOV_MAX ranges per call), then handed to the writer run by run.
+ *
+ * <p>process_vm_readv honours protections, so the pages of a VMA without PROT_READ are read
+ * with pread on /proc/PID/mem instead, which (like a debugger's peek) does not. Not thread-safe.
+ */
+final class PageCopier implements AutoCloseable {
+    /** Buffer size: 16 MiB of 4 KiB pages. */
+    static final int DEFAULT_BUFFER_PAGES = 4096;
+
+    private final int pid;
+    private final ImageWriter writer;
+    private final PageBuffer buffer;
+    private final long pageSize;
+    private final int capacity;
+    private final long[] addresses;
+    private final long[] lengths;
+    private int batched;
+    private long batchedPages;
+    private long stored;
+    private int memFd = -1;
+
+    PageCopier(int pid, ImageWriter writer, int bufferPages) {
+        this.pid = pid;
+        this.writer = writer;
+        this.buffer = PageBuffer.allocate(bufferPages);
+        this.pageSize = buffer.pageSize();
+        this.capacity = bufferPages;
+        this.addresses = new long[bufferPages];
+        this.lengths = new long[bufferPages];
+    }
+
+    /** Pages handed to the writer so far. */
+    long pagesStored() {
+        return stored;
+    }
+
+    /** Stores {@code runs}, which lie in a VMA that is {@code readable} (PROT_READ) or not. */
+    void copy(PageRuns runs, boolean readable) throws IOException {
+        for (int i = 0; i < runs.count(); i++) {
+            long addr = runs.start(i);
+            long left = runs.pages(i);
+            while (left > 0) {
+                if (batchedPages == capacity) {
+                    flush();
+                }
+                long n = Math.min(left, capacity - batchedPages);
+                if (readable) {
+                    addresses[batched] = addr;
+                    lengths[batched] = n * pageSize;
+                    batched++;
+                    batchedPages += n;
+                } else {
+                    flush();
+                    readProtected(addr, n);
+                }
+                addr += n * pageSize;
+                left -= n;
+            }
+        }
+    }
+
+    /** Reads and stores what is gathered. */
+    void flush() throws IOException {
+        if (batched == 0) {
+            return;
+        }
+        long want = batchedPages * pageSize;
+        long got = ProcessMemory.readv(pid, addresses, lengths, batched, buffer, 0);
+        if (got != want) {
+            throw new IllegalStateException("process_vm_readv of pid " + pid + " read " + got + " of " + want + " bytes in "
+                    + batched + " ranges from 0x" + Long.toHexString(addresses[0]) + " (memory unmapped under a frozen process?)");
+        }
+        ByteBuffer all = buffer.asByteBuffer();
+        long off = 0;
+        for (int i = 0; i < batched; i++) {
+            writer.addPages(pid, addresses[i], all.slice((int) off, (int) lengths[i]));
+            off += lengths[i];
+        }
+        stored += batchedPages;
+        batched = 0;
+        batchedPages = 0;
+    }
+
+    private void readProtected(long addr, long n) throws IOException {
+        if (memFd < 0) {
+            memFd = Posix.openRead("/proc/" + pid + "/mem");
+        }
+        PageBuffer view = buffer.pages(0, n);
+        long got = view.readFrom(memFd, addr);
+        if (got != n * pageSize) {
+            throw new IllegalStateException("pread of /proc/" + pid + "/mem at 0x" + Long.toHexString(addr) + " read " + got
+                    + " of " + n * pageSize + " bytes");
+        }
+        writer.addPages(pid, addr, view.asByteBuffer());
+        stored += n;
+    }
+
+    @Override
+    public void close() {
+        Posix.closeQuietly(memFd);
+        memFd = -1;
+        buffer.close();
+    }
+}

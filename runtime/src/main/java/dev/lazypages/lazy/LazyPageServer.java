@@ -1,0 +1,885 @@
+package dev.lazypages.lazy;
+
+import dev.lazypages.ffm.PageBuffer;
+import dev.lazypages.ffm.Posix;
+import dev.lazypages.ffm.Userfaultfd;
+import java.lang.foreign.Arena;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+import org.HdrHistogram.Recorder;
+
+/**
+ * Serves the page faults of a lazily restored process from a {@link LazySource}, and copies
+ * everything else in the background until every stored page is in place.
+ *
+ * <h2>What the caller provides</h2>
+ * <ul>
+ *   <li>A {@link Userfaultfd} of the target's mm, handshaken with UFFDIO_API with at least
+ *       {@code FEATURE_EVENT_REMOVE} and {@code FEATURE_EVENT_UNMAP} (without them a
+ *       madvise(MADV_DONTNEED) or munmap would be undone by a later copy of stale image
+ *       data), {@code FEATURE_EVENT_REMAP} if the process may mremap registered memory
+ *       (without it a moved range is served at its old address: wrong), optionally
+ *       {@code FEATURE_THREAD_ID} (not used yet) and {@code FEATURE_EVENT_FORK} (see below).
+ *       Blocking or not: the server polls before it reads. <b>The server owns it</b>: it closes
+ *       it at completion and in {@link #close()}.</li>
+ *   <li>The ranges registered on it with {@code REGISTER_MODE_MISSING}, at the addresses the
+ *       image gives (the source's addresses at checkpoint time).</li>
+ *   <li>A {@link LazySource} for the process's stored pages.</li>
+ * </ul>
+ *
+ * <h2>Threads</h2>
+ * The fault thread polls the uffd, reads messages in batches, handles the events, then
+ * serves the faults: a stored page not yet delivered is read from the source (with up to
+ * {@link Options#prefetchPages} following stored pages) into a page-aligned buffer and
+ * UFFDIO_COPY'd; any other page (not stored, or dropped) gets UFFDIO_ZEROPAGE without touching
+ * the source. The background thread walks the stored pages not yet delivered and copies them
+ * in chunks. The two share only a page-state bitmap per region ({@code done}: delivered or
+ * dropped, set with atomic OR) and the pending-page counter; there is no lock on the fault
+ * path. Races between them end in EEXIST, which means "already there": the page is marked
+ * done and the faulting range woken.
+ *
+ * <p>One ordering needs more than the bitmap. The kernel zaps the pages of a
+ * madvise(DONTNEED) only after the REMOVE event has been read; a background copy issued
+ * between that read and the moment the fault thread marks the pages dropped could land after
+ * the zap and resurrect stale data. (A single-threaded monitor is safe because its copies never
+ * overlap its reads.) So the fault thread announces each read ({@code readIntent}) and waits
+ * for the background's current UFFDIO_COPY, at most {@link Options#backgroundCopyPages} pages,
+ * to finish; the background issues no copy while a read is announced, and translates addresses
+ * and re-checks the bitmap after the announcement is withdrawn (Dekker-style handshake on two
+ * volatile flags). Faults themselves are served after the announcement is withdrawn, so fault
+ * copies and background copies do run concurrently.
+ *
+ * <h2>Events</h2>
+ * <ul>
+ *   <li>REMOVE, UNMAP: the stored pages of the range are marked dropped (never copied later; a
+ *       later fault there gets a zero page). UNMAP also forgets the range's addresses.</li>
+ *   <li>REMAP: the range's address translation moves; its pending pages are then served and
+ *       copied at the new addresses (state is kept by image address). A fault on an address
+ *       that no longer maps to the image (the old range after MREMAP_DONTUNMAP, the grown tail
+ *       of a mapping) gets a zero page.</li>
+ *   <li>FORK: the child is <b>not served</b>: its uffd is closed at once, which unregisters the
+ *       child's ranges, so pages the parent had not received yet read as zeros in the child
+ *       (the same as not asking for EVENT_FORK). Counted in {@link LazyStats#forksNotServed()}
+ *       and logged as a warning.</li>
+ * </ul>
+ *
+ * <h2>Results of copies</h2>
+ * EEXIST: already there (wake and go on). EAGAIN: the mm is changing (an event is pending): the
+ * fault is retried after the next read; a multi-page copy that stops early also reports EAGAIN,
+ * so those fall back to single pages. ENOENT: the range is no longer mapped or registered (a
+ * munmap raced the copy): its pages are dropped and the faulting thread woken — not the end,
+ * since it happens to live processes. ESRCH: the mm is gone, the process exited: the server
+ * completes (with {@link LazyStats#targetExited()}). When {@link Options#targetPid} is set, the
+ * server also completes that way when the pid disappears while it waits.
+ *
+ * <h2>Completion</h2>
+ * When every stored page is delivered or dropped, the fault thread unregisters the current
+ * ranges and closes the uffd (later first touches of never-populated pages are ordinary kernel
+ * zero fills), the threads end and {@link #completion()} completes with {@link LazyStats}. On an
+ * unexpected error it completes exceptionally with a {@link LazyPagesException} naming the step;
+ * the uffd is then left open and registered (closing it would let the process read zeros where
+ * it has data): the caller should kill the target, then {@link #close()}.
+ */
+public final class LazyPageServer implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(LazyPageServer.class.getName());
+    private static final int MESSAGES_PER_READ = 64;
+    /** Atomic access to the words of the done bitmaps (volatile reads, LOCK OR updates). */
+    private static final VarHandle WORD = MethodHandles.arrayElementVarHandle(long[].class);
+
+    /**
+     * Tuning.
+     *
+     * @param prefetchPages        stored pages after the faulting one copied with it (0: only the page)
+     * @param backgroundChunkPages pages the background reads from the source at a time
+     * @param backgroundCopyPages  pages per background UFFDIO_COPY: bounds how long a fault-thread read
+     *                             may wait for the background (see the class comment)
+     * @param background           whether the background sweep runs (else only faults deliver pages)
+     * @param pollTimeoutMillis    how often the fault thread wakes when idle, to notice completion and stop
+     * @param targetPid            the target's pid, to notice it exiting while idle; 0 when unknown
+     */
+    public record Options(int prefetchPages, int backgroundChunkPages, int backgroundCopyPages, boolean background,
+                          int pollTimeoutMillis, int targetPid) {
+        public Options {
+            if (prefetchPages < 0 || backgroundChunkPages < 1 || backgroundCopyPages < 1 || pollTimeoutMillis < 1) {
+                throw new IllegalArgumentException("invalid options " + this);
+            }
+        }
+
+        /** Prefetch 3 pages, background on in 64-page (256 KiB) reads and 16-page copies, poll every 5 ms. */
+        public static Options defaults() {
+            return new Options(3, 64, 16, true, 5, 0);
+        }
+
+        public Options withPrefetchPages(int n) {
+            return new Options(n, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, targetPid);
+        }
+
+        public Options withBackground(boolean on) {
+            return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, on, pollTimeoutMillis, targetPid);
+        }
+
+        public Options withBackgroundChunk(int readPages, int copyPages) {
+            return new Options(prefetchPages, readPages, copyPages, background, pollTimeoutMillis, targetPid);
+        }
+
+        public Options withTargetPid(int pid) {
+            return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, pid);
+        }
+    }
+
+    /** Current address range → image address; sorted by {@code cur}, disjoint. */
+    private record Seg(long cur, long img, long len) {
+    }
+
+    private final Userfaultfd uffd;
+    private final LazySource source;
+    private final Options options;
+    private final int ps;
+    private final int shift;
+
+    // Regions by image address, sorted.
+    private final long[] regStart;
+    private final int[] regPages;
+    private final long[][] stored; // immutable after construction
+    private final long[][] done; // delivered or dropped; accessed through WORD only
+    private final AtomicLong pending = new AtomicLong();
+    private final long storedTotal;
+
+    /** Written by the fault thread only (under its read announcement), read by both. */
+    private volatile Seg[] segs;
+
+    // The read/copy handshake (see the class comment).
+    private volatile boolean readIntent;
+    private volatile boolean backgroundCopying;
+
+    private volatile boolean stopping;
+    private volatile boolean closing;
+    private volatile boolean targetGone;
+    private volatile long completedAt;
+    private long startedAt;
+
+    private final Arena arena = Arena.ofShared();
+    private final Recorder copyLatency = new Recorder(3);
+    private final Recorder zeroLatency = new Recorder(3);
+    private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
+    private Thread faultThread;
+    private Thread backgroundThread;
+    private boolean uffdClosed;
+    private boolean closed;
+
+    // Fault-thread counters.
+    private long faults;
+    private long faultsCopied;
+    private long zeroPages;
+    private long faultsAlreadyThere;
+    private long pagesByFault;
+    private long bytesByFault;
+    private long retries;
+    private long removes;
+    private long unmaps;
+    private long remaps;
+    private long forksNotServed;
+    private final AtomicLong pagesDropped = new AtomicLong();
+    private final AtomicLong pagesFoundPresent = new AtomicLong();
+    // Background counters (read after join).
+    private long pagesByBackground;
+    private long bytesByBackground;
+    private long backgroundNanos;
+
+    /**
+     * @param uffd       the target's userfaultfd, API'd and registered (MISSING) over {@code registered};
+     *                   the server takes ownership
+     * @param registered the registered ranges (image addresses), disjoint
+     * @param source     the stored pages
+     */
+    public LazyPageServer(Userfaultfd uffd, List<AddressRange> registered, LazySource source, Options options) {
+        this.uffd = uffd;
+        this.source = source;
+        this.options = options;
+        this.ps = source.pageSize();
+        if (ps != Posix.pageSize()) {
+            throw new IllegalArgumentException("source page size " + ps + " differs from this machine's " + Posix.pageSize());
+        }
+        this.shift = Integer.numberOfTrailingZeros(ps);
+        List<AddressRange> regions = new ArrayList<>(registered);
+        regions.sort(Comparator.comparingLong(AddressRange::start));
+        int n = regions.size();
+        regStart = new long[n];
+        regPages = new int[n];
+        stored = new long[n][];
+        done = new long[n][];
+        Seg[] initial = new Seg[n];
+        for (int i = 0; i < n; i++) {
+            AddressRange r = regions.get(i);
+            if ((r.start() | r.end()) % ps != 0) {
+                throw new IllegalArgumentException("region " + r + " is not page aligned");
+            }
+            if (i > 0 && r.start() < regions.get(i - 1).end()) {
+                throw new IllegalArgumentException("regions " + regions.get(i - 1) + " and " + r + " overlap");
+            }
+            long pages = r.length() >>> shift;
+            if (pages > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("region " + r + " is too large");
+            }
+            regStart[i] = r.start();
+            regPages[i] = (int) pages;
+            stored[i] = new long[(int) ((pages + 63) >>> 6)];
+            done[i] = new long[stored[i].length];
+            initial[i] = new Seg(r.start(), r.start(), r.length());
+        }
+        segs = initial;
+        long total = 0;
+        long outside = 0;
+        for (LazySource.Run run : source.storedRuns()) {
+            long a = run.vaddr();
+            long end = run.end(ps);
+            while (a < end) {
+                int r = regionOf(a);
+                if (r < 0) {
+                    outside++;
+                    a += ps;
+                    continue;
+                }
+                long regEnd = regStart[r] + ((long) regPages[r] << shift);
+                long stop = Math.min(end, regEnd);
+                for (; a < stop; a += ps) {
+                    int idx = (int) ((a - regStart[r]) >>> shift);
+                    stored[r][idx >>> 6] |= 1L << (idx & 63);
+                    total++;
+                }
+            }
+        }
+        if (outside > 0) {
+            LOG.log(System.Logger.Level.WARNING, "{0} stored pages lie outside every registered range and will not be served",
+                    outside);
+        }
+        storedTotal = total;
+        pending.set(total);
+    }
+
+    /** Starts the fault thread and, if enabled, the background thread. */
+    public synchronized LazyPageServer start() {
+        if (faultThread != null) {
+            throw new IllegalStateException("already started");
+        }
+        startedAt = System.nanoTime();
+        if (options.background() && storedTotal > 0) {
+            backgroundThread = Thread.ofPlatform().name("lazy-background").daemon().unstarted(this::backgroundLoop);
+        }
+        faultThread = Thread.ofPlatform().name("lazy-faults").daemon().unstarted(this::faultLoop);
+        if (backgroundThread != null) {
+            backgroundThread.start();
+        }
+        faultThread.start();
+        return this;
+    }
+
+    /** Completes when every stored page is delivered or dropped (or the target exits), or fails. */
+    public CompletableFuture<LazyStats> completion() {
+        return completion;
+    }
+
+    /** Stored pages not yet delivered or dropped. */
+    public long pendingPages() {
+        return pending.get();
+    }
+
+    /** Stored pages inside the registered ranges. */
+    public long storedPages() {
+        return storedTotal;
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Fault thread
+    // ------------------------------------------------------------------------------------
+
+    private void faultLoop() {
+        String step = "starting";
+        try {
+            Userfaultfd.Messages msgs = new Userfaultfd.Messages(arena, MESSAGES_PER_READ);
+            PageBuffer buf = PageBuffer.allocate(arena, 1 + options.prefetchPages());
+            buf.clear(); // touch it now, not on the first fault
+            long[] deferred = new long[MESSAGES_PER_READ];
+            int nDeferred = 0;
+            final int timeout = options.pollTimeoutMillis();
+            while (!stopping) {
+                if (pending.get() == 0 || targetGone) {
+                    break;
+                }
+                step = "polling the uffd";
+                if (!uffd.await(nDeferred > 0 ? 1 : timeout)) {
+                    if (nDeferred > 0) {
+                        nDeferred = retryDeferred(deferred, nDeferred, buf);
+                    } else if (options.targetPid() > 0 && !Posix.processExists(options.targetPid())) {
+                        targetGone = true;
+                    }
+                    continue;
+                }
+                final long t0 = System.nanoTime();
+                step = "reading the uffd";
+                int n;
+                announceRead();
+                try {
+                    n = uffd.read(msgs);
+                    step = "handling events";
+                    for (int i = 0; i < n; i++) {
+                        if (msgs.event(i) != Userfaultfd.EVENT_PAGEFAULT) {
+                            handleEvent(msgs, i);
+                        }
+                    }
+                } finally {
+                    readIntent = false; // release: the events' marks and segs are visible to the background now
+                }
+                step = "serving faults";
+                for (int i = 0; i < n; i++) {
+                    if (msgs.event(i) == Userfaultfd.EVENT_PAGEFAULT) {
+                        faults++;
+                        long page = msgs.address(i) & -ps;
+                        if (!serve(page, buf, t0)) {
+                            if (nDeferred == deferred.length) {
+                                deferred = java.util.Arrays.copyOf(deferred, deferred.length * 2);
+                            }
+                            deferred[nDeferred++] = page;
+                        }
+                    }
+                }
+                if (nDeferred > 0) {
+                    nDeferred = retryDeferred(deferred, nDeferred, buf);
+                }
+            }
+            if (closing) {
+                return; // close() completes the future
+            }
+            step = "stopping the background thread";
+            stopping = true;
+            if (backgroundThread != null) {
+                backgroundThread.join();
+            }
+            if (completion.isDone()) {
+                return; // the background failed
+            }
+            step = "unregistering";
+            if (!targetGone && pending.get() == 0) {
+                unregisterAll();
+            }
+            step = "closing the uffd";
+            closeUffd();
+            completion.complete(stats());
+        } catch (Throwable t) {
+            fail("fault thread, " + step, t);
+        }
+    }
+
+    /** Announces a read and waits for the background's copy in flight, if any. */
+    private void announceRead() {
+        readIntent = true; // volatile store, then volatile load: Dekker with the background's pair
+        while (backgroundCopying) {
+            Thread.onSpinWait();
+        }
+    }
+
+    /** Tries the deferred faults again (after the read that followed their EAGAIN); returns how many remain. */
+    private int retryDeferred(long[] deferred, int n, PageBuffer buf) {
+        retries += n;
+        int left = 0;
+        long t0 = System.nanoTime();
+        for (int i = 0; i < n; i++) {
+            if (!serve(deferred[i], buf, t0)) {
+                deferred[left++] = deferred[i];
+            }
+        }
+        return left;
+    }
+
+    /** Resolves a fault on {@code page} (current address); false on EAGAIN (retry after the next read). */
+    private boolean serve(long page, PageBuffer buf, long t0) {
+        Seg[] s = segs;
+        int si = segOfCur(s, page);
+        if (si >= 0) {
+            Seg seg = s[si];
+            long img = seg.img + (page - seg.cur);
+            int r = regionOf(img);
+            if (r >= 0) {
+                int idx = (int) ((img - regStart[r]) >>> shift);
+                if (isStored(r, idx) && !isDone(r, idx)) {
+                    return copyFault(page, img, r, idx, seg, buf, t0);
+                }
+            }
+        }
+        return zeroFault(page, t0);
+    }
+
+    private boolean copyFault(long page, long img, int r, int idx, Seg seg, PageBuffer buf, long t0) {
+        int k = 1;
+        int max = 1 + options.prefetchPages();
+        long segEnd = seg.cur + seg.len;
+        while (k < max && idx + k < regPages[r] && page + ((long) k << shift) < segEnd && isStored(r, idx + k)
+                && !isDone(r, idx + k)) {
+            k++;
+        }
+        try {
+            source.readPages(img, k, buf, 0);
+        } catch (Exception e) {
+            throw new LazyPagesException("reading " + k + " pages at image address 0x" + Long.toHexString(img)
+                    + " from the source for a fault at 0x" + Long.toHexString(page) + ": " + e.getMessage(), e);
+        }
+        long len = (long) k << shift;
+        long res = uffd.copy(page, buf.address(), len, 0);
+        if (res != len && k > 1) { // EEXIST/EAGAIN part way (a copy that stops early says EAGAIN): the page alone
+            k = 1;
+            len = ps;
+            res = uffd.copy(page, buf.address(), len, 0);
+        }
+        if (res == len) {
+            pagesByFault += markDone(r, idx, k);
+            faultsCopied++;
+            bytesByFault += len;
+            copyLatency.recordValue(System.nanoTime() - t0);
+            return true;
+        }
+        return otherResult(res, page, r, idx, "UFFDIO_COPY");
+    }
+
+    private boolean zeroFault(long page, long t0) {
+        long res = uffd.zeropage(page, ps, 0);
+        if (res == ps) {
+            zeroPages++;
+            zeroLatency.recordValue(System.nanoTime() - t0);
+            return true;
+        }
+        return otherResult(res, page, -1, 0, "UFFDIO_ZEROPAGE");
+    }
+
+    /** EEXIST, ENOENT, ESRCH → handled (true); EAGAIN → false. */
+    private boolean otherResult(long res, long page, int r, int idx, String op) {
+        if (res == Userfaultfd.EAGAIN) {
+            return false;
+        }
+        if (res == Userfaultfd.EEXIST) {
+            faultsAlreadyThere++;
+            if (r >= 0) {
+                pagesFoundPresent.addAndGet(markDone(r, idx, 1));
+            }
+            uffd.wake(page, ps);
+            return true;
+        }
+        if (res == Userfaultfd.ENOENT) { // unmapped under us: the UNMAP event drops it; wake the waiter anyway
+            uffd.wake(page, ps);
+            return true;
+        }
+        if (res == Userfaultfd.ESRCH) {
+            targetGone = true;
+            return true;
+        }
+        throw new LazyPagesException(op + " at 0x" + Long.toHexString(page) + " returned " + res);
+    }
+
+    private void handleEvent(Userfaultfd.Messages m, int i) {
+        int ev = m.event(i);
+        if (ev == Userfaultfd.EVENT_REMOVE) {
+            removes++;
+            drop(m.rangeStart(i), m.rangeEnd(i), false);
+        } else if (ev == Userfaultfd.EVENT_UNMAP) {
+            unmaps++;
+            drop(m.rangeStart(i), m.rangeEnd(i), true);
+        } else if (ev == Userfaultfd.EVENT_REMAP) {
+            remaps++;
+            remap(m.remapFrom(i), m.remapTo(i), m.remapLength(i));
+        } else if (ev == Userfaultfd.EVENT_FORK) {
+            forksNotServed++;
+            int fd = m.forkFd(i);
+            LOG.log(System.Logger.Level.WARNING, "the target forked; its child is not served: closing the child''s "
+                    + "userfaultfd {0}, so pages not yet delivered read as zeros in the child", fd);
+            Userfaultfd.adopt(fd).close();
+        } else {
+            LOG.log(System.Logger.Level.WARNING, "ignoring unknown userfaultfd event {0}", ev);
+        }
+    }
+
+    /** REMOVE/UNMAP of current [start, end): never copy those pages; UNMAP also forgets the addresses. */
+    private void drop(long start, long end, boolean unmap) {
+        Seg[] s = segs;
+        List<Seg> kept = unmap ? new ArrayList<>() : null;
+        for (Seg seg : s) {
+            long a = Math.max(start, seg.cur);
+            long b = Math.min(end, seg.cur + seg.len);
+            if (a < b) {
+                dropImage(seg.img + (a - seg.cur), b - a);
+            }
+            if (unmap) {
+                cut(seg, start, end, kept);
+            }
+        }
+        if (unmap) {
+            segs = kept.toArray(Seg[]::new);
+        }
+    }
+
+    /** Adds the parts of {@code seg} outside current [start, end) to {@code out}. */
+    private static void cut(Seg seg, long start, long end, List<Seg> out) {
+        long segEnd = seg.cur + seg.len;
+        if (end <= seg.cur || start >= segEnd) {
+            out.add(seg);
+            return;
+        }
+        if (start > seg.cur) {
+            out.add(new Seg(seg.cur, seg.img, start - seg.cur));
+        }
+        if (end < segEnd) {
+            out.add(new Seg(end, seg.img + (end - seg.cur), segEnd - end));
+        }
+    }
+
+    /** Marks the image pages [img, img+len) done (dropped). */
+    private void dropImage(long img, long len) {
+        long a = img;
+        long end = img + len;
+        while (a < end) {
+            int r = regionOf(a);
+            if (r < 0) {
+                a += ps;
+                continue;
+            }
+            long regEnd = regStart[r] + ((long) regPages[r] << shift);
+            long stop = Math.min(end, regEnd);
+            int idx = (int) ((a - regStart[r]) >>> shift);
+            int n = (int) ((stop - a) >>> shift);
+            pagesDropped.addAndGet(markDone(r, idx, n));
+            a = stop;
+        }
+    }
+
+    /** REMAP: current [from, from+len) now lives at [to, to+len). */
+    private void remap(long from, long to, long len) {
+        Seg[] s = segs;
+        List<Seg> out = new ArrayList<>();
+        List<Seg> moved = new ArrayList<>();
+        for (Seg seg : s) { // whatever was at the destination is gone (its UNMAP came first, if registered)
+            long a = Math.max(to, seg.cur);
+            long b = Math.min(to + len, seg.cur + seg.len);
+            if (a < b && (seg.cur >= from + len || seg.cur + seg.len <= from)) {
+                dropImage(seg.img + (a - seg.cur), b - a);
+            }
+        }
+        for (Seg seg : s) {
+            List<Seg> parts = new ArrayList<>();
+            cut(seg, to, to + len, parts);
+            for (Seg p : parts) {
+                long a = Math.max(from, p.cur);
+                long b = Math.min(from + len, p.cur + p.len);
+                if (a >= b) {
+                    out.add(p);
+                    continue;
+                }
+                cut(p, from, from + len, out);
+                moved.add(new Seg(to + (a - from), p.img + (a - p.cur), b - a));
+            }
+        }
+        out.addAll(moved);
+        out.sort(Comparator.comparingLong(Seg::cur));
+        segs = out.toArray(Seg[]::new);
+    }
+
+    private void unregisterAll() {
+        for (Seg seg : segs) {
+            try {
+                uffd.unregister(seg.cur, seg.len);
+            } catch (RuntimeException e) { // e.g. unmapped since: closing the uffd unregisters what is left
+                LOG.log(System.Logger.Level.DEBUG, "unregistering " + new AddressRange(seg.cur, seg.cur + seg.len), e);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Background thread
+    // ------------------------------------------------------------------------------------
+
+    private void backgroundLoop() {
+        String step = "starting";
+        long t0 = System.nanoTime();
+        try {
+            final int chunk = options.backgroundChunkPages();
+            PageBuffer buf = PageBuffer.allocate(arena, chunk);
+            buf.clear();
+            while (!stopping && pending.get() > 0 && !targetGone) {
+                long before = pending.get();
+                for (int r = 0; r < regStart.length && !stopping && !targetGone; r++) {
+                    int idx = 0;
+                    while (!stopping && !targetGone && (idx = nextPending(r, idx)) >= 0) {
+                        int k = 1;
+                        while (k < chunk && idx + k < regPages[r] && isStored(r, idx + k) && !isDone(r, idx + k)) {
+                            k++;
+                        }
+                        long img = regStart[r] + ((long) idx << shift);
+                        step = "reading " + k + " pages at image address 0x" + Long.toHexString(img) + " from the source";
+                        source.readPagesInBackground(img, k, buf, 0);
+                        step = "copying pages at image address 0x" + Long.toHexString(img);
+                        copyChunk(r, idx, k, buf);
+                        idx += k;
+                    }
+                }
+                if (pending.get() == before) { // nothing moved (EAGAIN everywhere): let the events through
+                    LockSupport.parkNanos(100_000);
+                }
+            }
+        } catch (Throwable t) {
+            fail("background thread, " + step, t);
+        } finally {
+            backgroundNanos = System.nanoTime() - t0;
+        }
+    }
+
+    /** Copies image pages [idx, idx+k) of region r, held in buf, in slices of backgroundCopyPages. */
+    private void copyChunk(int r, int idx, int k, PageBuffer buf) {
+        final int slice = options.backgroundCopyPages();
+        int i = 0;
+        while (i < k && !stopping) {
+            int n = Math.min(slice, k - i);
+            if (!copySlice(r, idx + i, n, buf, (long) i << shift)) {
+                return; // EAGAIN: an event is pending; the next pass retries
+            }
+            i += n;
+        }
+    }
+
+    /** One exclusive section: translate, re-check, UFFDIO_COPY. False on EAGAIN. */
+    private boolean copySlice(int r, int idx, int n, PageBuffer buf, long bufOffset) {
+        for (;;) { // Dekker: announce the copy, then look for a read announcement
+            backgroundCopying = true;
+            if (!readIntent) {
+                break;
+            }
+            backgroundCopying = false;
+            while (readIntent) {
+                Thread.onSpinWait();
+            }
+        }
+        try {
+            Seg[] s = segs;
+            int i = 0;
+            while (i < n) {
+                if (isDone(r, idx + i)) {
+                    i++;
+                    continue;
+                }
+                long img = regStart[r] + ((long) (idx + i) << shift);
+                int si = segOfImg(s, img);
+                if (si < 0) { // no longer mapped anywhere (UNMAP read): drop
+                    pagesDropped.addAndGet(markDone(r, idx + i, 1));
+                    i++;
+                    continue;
+                }
+                Seg seg = s[si];
+                int j = i + 1;
+                long imgEnd = seg.img + seg.len;
+                while (j < n && !isDone(r, idx + j) && img + ((long) (j - i) << shift) < imgEnd) {
+                    j++;
+                }
+                int m = j - i;
+                long cur = seg.cur + (img - seg.img);
+                long len = (long) m << shift;
+                long src = buf.address() + bufOffset + ((long) i << shift);
+                long res = uffd.copy(cur, src, len, 0);
+                if (res == len) {
+                    pagesByBackground += markDone(r, idx + i, m);
+                    bytesByBackground += len;
+                } else if (!copyPagesOneByOne(r, idx + i, m, cur, src)) {
+                    return false;
+                }
+                i = j;
+            }
+            return true;
+        } finally {
+            backgroundCopying = false;
+        }
+    }
+
+    /** After a multi-page copy stopped early: page by page. False on EAGAIN. */
+    private boolean copyPagesOneByOne(int r, int idx, int m, long cur, long src) {
+        for (int p = 0; p < m; p++) {
+            long off = (long) p << shift;
+            long res = uffd.copy(cur + off, src + off, ps, 0);
+            if (res == ps) {
+                pagesByBackground += markDone(r, idx + p, 1);
+                bytesByBackground += ps;
+            } else if (res == Userfaultfd.EEXIST) {
+                pagesFoundPresent.addAndGet(markDone(r, idx + p, 1));
+            } else if (res == Userfaultfd.ENOENT) { // unmapped: its UNMAP event may still be on its way
+                pagesDropped.addAndGet(markDone(r, idx + p, 1));
+            } else if (res == Userfaultfd.EAGAIN) {
+                return false;
+            } else if (res == Userfaultfd.ESRCH) {
+                targetGone = true;
+                return false;
+            } else {
+                throw new LazyPagesException("UFFDIO_COPY at 0x" + Long.toHexString(cur + off) + " returned " + res);
+            }
+        }
+        return true;
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Page state
+    // ------------------------------------------------------------------------------------
+
+    private boolean isStored(int r, int idx) {
+        return (stored[r][idx >>> 6] & (1L << (idx & 63))) != 0;
+    }
+
+    private boolean isDone(int r, int idx) {
+        return (((long) WORD.getVolatile(done[r], idx >>> 6)) & (1L << (idx & 63))) != 0; // sees the other thread's marks
+    }
+
+    /** Marks pages [idx, idx+n) of region r done; returns how many stored pages became done. */
+    private long markDone(int r, int idx, int n) {
+        long newly = 0;
+        long[] d = done[r];
+        long[] st = stored[r];
+        int i = idx;
+        int end = idx + n;
+        while (i < end) {
+            int w = i >>> 6;
+            int lo = i & 63;
+            int hi = Math.min(64, lo + (end - i));
+            long mask = (hi == 64 ? -1L : (1L << hi) - 1) & (-1L << lo);
+            long old = (long) WORD.getAndBitwiseOr(d, w, mask);
+            newly += Long.bitCount(~old & mask & st[w]);
+            i += hi - lo;
+        }
+        if (newly > 0 && pending.addAndGet(-newly) == 0) {
+            completedAt = System.nanoTime();
+        }
+        return newly;
+    }
+
+    /** The next stored, not-done page of region r at or after idx, or -1. */
+    private int nextPending(int r, int idx) {
+        long[] st = stored[r];
+        long[] d = done[r];
+        int w = idx >>> 6;
+        if (w >= st.length) {
+            return -1;
+        }
+        long bits = st[w] & ~(long) WORD.getVolatile(d, w) & (-1L << (idx & 63));
+        while (true) {
+            if (bits != 0) {
+                int p = (w << 6) + Long.numberOfTrailingZeros(bits);
+                return p < regPages[r] ? p : -1;
+            }
+            if (++w >= st.length) {
+                return -1;
+            }
+            bits = st[w] & ~(long) WORD.getVolatile(d, w);
+        }
+    }
+
+    /** The region holding image address a, or -1. */
+    private int regionOf(long a) {
+        int lo = 0;
+        int hi = regStart.length - 1;
+        while (lo <= hi) {
+            int mid = (lo + hi) >>> 1;
+            if (a < regStart[mid]) {
+                hi = mid - 1;
+            } else if (a >= regStart[mid] + ((long) regPages[mid] << shift)) {
+                lo = mid + 1;
+            } else {
+                return mid;
+            }
+        }
+        return -1;
+    }
+
+    private static int segOfCur(Seg[] s, long a) {
+        int lo = 0;
+        int hi = s.length - 1;
+        while (lo <= hi) {
+            int mid = (lo + hi) >>> 1;
+            Seg seg = s[mid];
+            if (a < seg.cur) {
+                hi = mid - 1;
+            } else if (a >= seg.cur + seg.len) {
+                lo = mid + 1;
+            } else {
+                return mid;
+            }
+        }
+        return -1;
+    }
+
+    private static int segOfImg(Seg[] s, long img) {
+        for (int i = 0; i < s.length; i++) { // few segments; sorted by current address, not image address
+            if (img >= s[i].img && img < s[i].img + s[i].len) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Completion
+    // ------------------------------------------------------------------------------------
+
+    private void fail(String step, Throwable t) {
+        stopping = true;
+        String msg = t instanceof LazyPagesException ? step + ": " + t.getMessage() : step + ": " + t;
+        if (completion.completeExceptionally(new LazyPagesException(msg, t))) {
+            LOG.log(System.Logger.Level.ERROR, msg, t);
+        }
+    }
+
+    private synchronized void closeUffd() {
+        if (!uffdClosed) {
+            uffdClosed = true;
+            uffd.close();
+        }
+    }
+
+    private LazyStats stats() {
+        long end = completedAt != 0 ? completedAt : System.nanoTime();
+        double bgSeconds = backgroundNanos / 1e9;
+        double mibps = bgSeconds > 0 ? bytesByBackground / (1024.0 * 1024.0) / bgSeconds : 0;
+        return new LazyStats(faults, faultsCopied, zeroPages, faultsAlreadyThere, pagesByFault, pagesByBackground,
+                pagesDropped.get(), pagesFoundPresent.get(), bytesByFault + bytesByBackground, retries, removes, unmaps, remaps, forksNotServed,
+                copyLatency.getIntervalHistogram(), zeroLatency.getIntervalHistogram(), mibps,
+                Duration.ofNanos(end - startedAt), targetGone);
+    }
+
+    /**
+     * Stops the threads (if still running), closes the uffd and frees the buffers. If the server
+     * had not completed, {@link #completion()} fails with "closed before completion".
+     */
+    @Override
+    public void close() throws InterruptedException {
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
+        closing = true;
+        stopping = true;
+        Thread f;
+        Thread b;
+        synchronized (this) {
+            f = faultThread;
+            b = backgroundThread;
+        }
+        if (f != null) {
+            f.join();
+        }
+        if (b != null) {
+            b.join();
+        }
+        completion.completeExceptionally(new LazyPagesException("closed before completion"));
+        closeUffd();
+        arena.close();
+    }
+}
