@@ -1,20 +1,22 @@
 package dev.lazypages.cli;
 
+import dev.lazypages.dump.DumpOptions;
+import dev.lazypages.dump.DumpResult;
+import dev.lazypages.dump.Dumper;
 import dev.lazypages.ffm.Features;
-import dev.lazypages.ffm.PageBuffer;
 import dev.lazypages.ffm.Posix;
-import dev.lazypages.ffm.ProcessMemory;
-import dev.lazypages.ffm.Ptrace;
-import dev.lazypages.ffm.WaitStatus;
+import dev.lazypages.lazy.LazyStats;
+import dev.lazypages.proc.NativeStubs;
+import dev.lazypages.proc.ProcException;
+import dev.lazypages.restore.ImageLazyHandoff;
+import dev.lazypages.restore.Restorer;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
+import java.util.Comparator;
+import java.util.Locale;
 import java.util.concurrent.Callable;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -22,29 +24,25 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code demo}, foundation stage: the memory half of a migration against a real, running,
- * self-verifying workload. It starts memtouch, copies all its memory while it runs (a
- * pre-copy round), freezes every thread, copies again and checks every page of the frozen
- * copy against memtouch's own version table, thaws it, and has memtouch verify itself.
- * Network migration replaces this once the post-copy daemon lands (see README).
+ * {@code demo}: the bundled workload (memtouch) checkpointed while it runs and brought back
+ * lazily, in one command: dump (the process is frozen only for the dump and then ends), restore
+ * with {@code --lazy} (the process runs at once; userfaultfd serves its pages from the image,
+ * a background thread fills the rest), then memtouch checks every page itself and its
+ * heartbeat goes on in the same log. The network version replaces this once the page server
+ * and the migration daemon land (see README).
  */
 @Command(name = "demo", mixinStandardHelpOptions = true, versionProvider = VersionProvider.class,
         usageHelpAutoWidth = true,
         description = {
-            "Runs the bundled workload through the memory path of a migration (foundation stage).",
+            "Checkpoints the bundled workload while it runs and restores it lazily, then has it verify itself.",
             "",
-            "Starts memtouch (a workload whose every page carries its index, version and checksum), copies its "
-                    + "memory with process_vm_readv while it runs, freezes all its threads with ptrace, copies "
-                    + "again, checks every copied page against memtouch's version table, thaws it and asks it to "
-                    + "verify itself (SIGUSR1). The full network migration demo replaces this when the "
-                    + "lazy-pages daemon lands."
+            "Starts memtouch (a workload whose every page carries its index, version and checksum, and that "
+                    + "rewrites pages while it runs), dumps it to an image directory (it is frozen only for the "
+                    + "dump), restores it with --lazy (it runs at once; each page comes from the image on first "
+                    + "touch, a background thread fills the rest), and asks it to verify every page (SIGUSR1). "
+                    + "Network migration (pre-copy, post-copy, hybrid) will replace this when it lands."
         })
 public final class DemoCommand implements Callable<Integer> {
-    private static final long MAGIC = 0x4d454d544f554348L;
-    private static final long FNV_OFFSET = 0xcbf29ce484222325L;
-    private static final long FNV_PRIME = 0x00000100000001b3L;
-    private static final long CHUNK = 4L << 20;
-
     @Spec
     private CommandSpec spec;
 
@@ -57,8 +55,14 @@ public final class DemoCommand implements Callable<Integer> {
     @Option(names = "--dirty-mib-per-sec", defaultValue = "8", description = "Dirty rate of the workload (default ${DEFAULT-VALUE}).")
     private int dirtyRate;
 
-    @Option(names = "--stubs-dir", description = "Where memtouch is (default: native-stubs/target/bin next to the jar, or $LAZYPAGES_STUBS_DIR).")
+    @Option(names = "--eager", description = "Restore eagerly (every page written before the process runs) instead of lazily.")
+    private boolean eager;
+
+    @Option(names = "--stubs-dir", description = "Where memtouch and lp-stub are (default: native-stubs/target/bin next to the jar, or $LAZYPAGES_STUBS_DIR).")
     private Path stubsDir;
+
+    @Option(names = "--keep", description = "Keep the image directory and leave the restored memtouch running.")
+    private boolean keep;
 
     private PrintWriter out;
 
@@ -69,98 +73,87 @@ public final class DemoCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--size-mib and --threads must be at least 1, --dirty-mib-per-sec at least 0");
         }
         Features.ptrace().ensureAvailable();
-        Path memtouch = findMemtouch();
+        Features.userfaultfd().ensureAvailable();
+        Path memtouch = stub("memtouch");
+        Path lpStub = stub(NativeStubs.LP_STUB);
         Path work = Files.createTempDirectory("lazy-pages-demo");
         Path log = work.resolve("memtouch.log");
-        say("workload: %s --size-mib %d --threads %d --dirty-mib-per-sec %d (log %s)", memtouch, sizeMib, threads, dirtyRate, log);
-        int pid = spawn(memtouch, log);
+        Path images = work.resolve("images");
+        int pid = Features.spawnDetachedWithLog(log, memtouch.toString(), "--size-mib", Integer.toString(sizeMib),
+                "--threads", Integer.toString(threads), "--dirty-mib-per-sec", Integer.toString(dirtyRate));
+        int restored = -1;
         try {
-            String region = awaitLine(log, "REGION ", 30_000);
-            Matcher m = Pattern.compile("addr=0x([0-9a-f]+) size=(\\d+) pages=(\\d+) page_size=(\\d+) table=0x([0-9a-f]+)").matcher(region);
-            if (!m.find()) {
-                throw new IllegalStateException("memtouch printed an unexpected REGION line: " + region);
+            awaitLine(log, "HEARTBEAT 2", 30_000);
+            say("workload  memtouch pid %d: %d MiB, %d threads rewriting %d MiB/s (log %s)", pid, sizeMib, threads, dirtyRate, log);
+
+            DumpResult d = Dumper.dump(pid, DumpOptions.of(images));
+            say("dump      %d threads, %d VMAs, %.1f MiB stored; frozen %d ms, %d ms in all -> %s", d.threads(), d.vmas(),
+                    d.bytesStored() / 1048576.0, d.frozenMillis(), d.totalMillis(), images);
+            long beatAtDump = lastHeartbeat(log);
+
+            ImageLazyHandoff lazy = eager ? null : new ImageLazyHandoff();
+            Restorer.Options opts = Restorer.Options.eager(images).withStub(lpStub);
+            if (lazy != null) {
+                opts = opts.withLazy(lazy);
             }
-            long addr = Long.parseUnsignedLong(m.group(1), 16);
-            long size = Long.parseLong(m.group(2));
-            long pages = Long.parseLong(m.group(3));
-            long table = Long.parseUnsignedLong(m.group(5), 16);
-            awaitLine(log, "HEARTBEAT 2", 10_000);
-            say("memtouch pid %d: %d pages at 0x%x, running and dirtying", pid, pages, addr);
-
-            try (PageBuffer copy = PageBuffer.allocate(size / Posix.pageSize());
-                 PageBuffer versions = PageBuffer.allocate((pages * 8 + Posix.pageSize() - 1) / Posix.pageSize())) {
-                long t0 = System.nanoTime();
-                copyRegion(pid, addr, size, copy);
-                long t1 = System.nanoTime();
-                say("round 1 (process running): copied %d MiB in %.1f ms, %.2f GiB/s", size >> 20, (t1 - t0) / 1e6,
-                        size / ((t1 - t0) / 1e9) / (1L << 30));
-
-                long f0 = System.nanoTime();
-                List<Integer> tids = freeze(pid);
-                long f1 = System.nanoTime();
-                copyRegion(pid, addr, size, copy);
-                ProcessMemory.read(pid, table, versions, 0, pages * 8);
-                long f2 = System.nanoTime();
-                thaw(tids);
-                long f3 = System.nanoTime();
-                say("freeze: %d threads stopped in %.2f ms; final copy %.1f ms; thawed in %.2f ms; frozen %.1f ms in all",
-                        tids.size(), (f1 - f0) / 1e6, (f2 - f1) / 1e6, (f3 - f2) / 1e6, (f3 - f0) / 1e6);
-
-                long bad = checkPages(copy, versions, pages);
-                if (bad != 0) {
-                    say("FAILED: %d of %d copied pages do not match memtouch's version table", bad, pages);
-                    return ExitCodes.FAILED;
-                }
-                say("frozen copy checked: all %d pages carry the right index, version and checksum", pages);
+            Restorer.Result r = Restorer.restore(opts);
+            restored = r.pid();
+            say("restore   pid %d running after %d ms (%s, %.1f MiB written before it ran)", r.pid(), r.millis(),
+                    eager ? "eager" : "lazy", r.bytesWritten() / 1048576.0);
+            if (lazy != null) {
+                LazyStats s = lazy.completion().join();
+                say("lazy      every page in after %d ms: %d faults served (%d from the image, %d zero pages), fault "
+                                + "service p50 %.1f µs, p99 %.1f µs; background %d pages at %.0f MiB/s",
+                        s.timeToCompletion().toMillis(), s.faults(), s.faultsCopied(), s.zeroPages(), s.copyMicros(50),
+                        s.copyMicros(99), s.pagesByBackground(), s.backgroundMiBps());
             }
-            Posix.kill(pid, Posix.SIGUSR1);
+
+            Posix.kill(restored, Posix.SIGUSR1);
             String verify = awaitLine(log, "VERIFY ", 30_000);
-            long beat = lastHeartbeat(log);
-            awaitLine(log, "HEARTBEAT " + (beat + 1), 5_000);
-            say("memtouch after thaw: %s, heartbeat continues (%d -> %d)", verify, beat, beat + 1);
+            awaitLine(log, "HEARTBEAT " + (beatAtDump + 2), 5_000);
+            say("verify    %s; heartbeat went on from %d in the same log", verify, beatAtDump);
             if (!verify.startsWith("VERIFY OK")) {
+                say("demo      FAILED: memtouch found pages that differ from what it wrote");
                 return ExitCodes.FAILED;
             }
-            say("demo: OK (network migration, restore and post-copy are not built yet: see README)");
+            say("demo      OK%s", keep ? " (restored memtouch pid " + restored + " left running; image in " + images + ")" : "");
             return ExitCodes.OK;
         } finally {
-            Posix.kill(pid, Posix.SIGKILL);
+            killQuietly(pid); // the dump ended it already unless it failed first
+            if (!keep) {
+                if (restored > 0) {
+                    killQuietly(restored);
+                }
+                deleteTree(work);
+            }
+        }
+    }
+
+    private Path stub(String name) {
+        try {
+            return NativeStubs.locate(name, stubsDir);
+        } catch (ProcException e) {
+            throw new IllegalArgumentException(e.getMessage() + "; build them with ./lp build or pass --stubs-dir", e);
         }
     }
 
     private void say(String fmt, Object... args) {
-        out.printf(fmt + "%n", args);
+        out.println(String.format(Locale.ROOT, fmt, args));
         out.flush();
     }
 
-    private Path findMemtouch() {
-        List<Path> candidates = new ArrayList<>();
-        if (stubsDir != null) {
-            candidates.add(stubsDir.resolve("memtouch"));
-        } else {
-            String env = System.getenv("LAZYPAGES_STUBS_DIR");
-            if (env != null) {
-                candidates.add(Path.of(env, "memtouch"));
-            }
-            try {
-                Path jar = Path.of(DemoCommand.class.getProtectionDomain().getCodeSource().getLocation().toURI());
-                candidates.add(jar.toAbsolutePath().getParent().resolve("../../native-stubs/target/bin/memtouch").normalize());
-            } catch (Exception e) {
-                // no code source: only the explicit locations
-            }
+    private static void killQuietly(int pid) {
+        if (Posix.processExists(pid)) {
+            Posix.kill(pid, Posix.SIGKILL);
         }
-        for (Path p : candidates) {
-            if (Files.isExecutable(p)) {
-                return p;
-            }
-        }
-        throw new IllegalArgumentException("memtouch not found (looked at " + candidates
-                + "); build it with ./lp build or pass --stubs-dir");
     }
 
-    private int spawn(Path memtouch, Path log) throws IOException {
-        return Features.spawnDetachedWithLog(log, memtouch.toString(), "--size-mib", Integer.toString(sizeMib), "--threads",
-                Integer.toString(threads), "--dirty-mib-per-sec", Integer.toString(dirtyRate));
+    private static void deleteTree(Path dir) {
+        try (Stream<Path> s = Files.walk(dir)) {
+            s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        } catch (IOException e) {
+            // a temporary directory left behind is harmless
+        }
     }
 
     private static String awaitLine(Path log, String prefix, long timeoutMillis) throws IOException, InterruptedException {
@@ -183,65 +176,5 @@ public final class DemoCommand implements Callable<Integer> {
         try (Stream<String> lines = Files.lines(log)) {
             return lines.filter(l -> l.startsWith("HEARTBEAT ")).mapToLong(l -> Long.parseLong(l.substring(10).trim())).max().orElse(0);
         }
-    }
-
-    private static void copyRegion(int pid, long addr, long size, PageBuffer into) {
-        for (long off = 0; off < size; off += CHUNK) {
-            long len = Math.min(CHUNK, size - off);
-            long got = ProcessMemory.read(pid, addr + off, into, off, len);
-            if (got != len) {
-                throw new IllegalStateException("process_vm_readv of pid " + pid + " at 0x" + Long.toHexString(addr + off)
-                        + " moved " + got + " of " + len + " bytes");
-            }
-        }
-    }
-
-    /** Seizes every thread and stops it; returns the thread ids (seized and stopped). */
-    private static List<Integer> freeze(int pid) throws IOException {
-        List<Integer> tids = new ArrayList<>();
-        try (Stream<Path> tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
-            tasks.map(p -> Integer.parseInt(p.getFileName().toString())).sorted().forEach(tids::add);
-        }
-        for (int tid : tids) {
-            Ptrace.seize(tid, 0);
-        }
-        for (int tid : tids) {
-            Ptrace.interrupt(tid);
-        }
-        for (int tid : tids) {
-            WaitStatus ws = Ptrace.waitpid(tid, Ptrace.WALL);
-            if (!ws.stopped()) {
-                throw new IllegalStateException("thread " + tid + " did not stop: " + ws);
-            }
-        }
-        return tids;
-    }
-
-    private static void thaw(List<Integer> tids) {
-        for (int tid : tids) {
-            Ptrace.detach(tid, 0);
-        }
-    }
-
-    /** Counts pages whose header or checksum disagree with the version table (memtouch.c's layout). */
-    private static long checkPages(PageBuffer copy, PageBuffer versions, long pages) {
-        long ps = copy.pageSize();
-        long bad = 0;
-        for (long i = 0; i < pages; i++) {
-            long base = i * ps;
-            boolean ok = copy.getLong(base) == MAGIC && copy.getLong(base + 8) == i
-                    && copy.getLong(base + 16) == versions.getLong(i * 8);
-            if (ok) {
-                long h = FNV_OFFSET;
-                for (long o = 32; o < ps; o += 8) {
-                    h = (h ^ copy.getLong(base + o)) * FNV_PRIME;
-                }
-                ok = h == copy.getLong(base + 24);
-            }
-            if (!ok) {
-                bad++;
-            }
-        }
-        return bad;
     }
 }

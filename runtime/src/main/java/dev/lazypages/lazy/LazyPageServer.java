@@ -257,7 +257,9 @@ public final class LazyPageServer implements AutoCloseable {
             }
         }
         if (outside > 0) {
-            LOG.log(System.Logger.Level.WARNING, "{0} stored pages lie outside every registered range and will not be served",
+            // Expected: pages of private file mappings, which userfaultfd cannot register and the
+            // restorer writes before the process runs.
+            LOG.log(System.Logger.Level.DEBUG, "{0} stored pages lie outside every registered range and will not be served",
                     outside);
         }
         storedTotal = total;

@@ -150,6 +150,12 @@ public final class RemoteSyscall {
                 process.gone(tid);
                 throw new ProcException(what + ": tid " + tid + " ended during the call (" + ws + ")");
             }
+            if (ws.ptraceEvent() == Ptrace.EVENT_CLONE) {
+                // an injected clone: PTRACE_O_TRACECLONE stops the caller inside the call (rax is not
+                // the result yet); take the new thread in, frozen, and step on to the call's return
+                process.adoptClone(tid, what);
+                continue;
+            }
             Regs now = Ptrace.getRegs(tid);
             boolean stepped = now.rip() == gadget + SYSCALL_INSN_LENGTH;
             if (ws.ptraceEvent() == 0 && ws.stopSignal() == Posix.SIGTRAP && stepped) {

@@ -503,6 +503,28 @@ public final class SeizedProcess implements AutoCloseable {
         t.stop = Stop.SIGNAL;
     }
 
+    /**
+     * A thread of ours stopped in PTRACE_EVENT_CLONE during an injected clone: the new thread,
+     * auto-attached by PTRACE_O_TRACECLONE, is awaited in its first stop (before it runs any
+     * code) and joins the frozen threads; returns its tid. Used by {@link RemoteSyscall} so that
+     * a restorer can create threads by injecting clone(CLONE_THREAD | ...).
+     */
+    int adoptClone(int parentTid, String step) {
+        int child = (int) eventMessage(parentTid, step);
+        Tracee t = tracees.get(child);
+        if (t == null) {
+            t = new Tracee(child);
+            tracees.put(child, t);
+        }
+        WaitStatus ws = waitFor(child, STOP_TIMEOUT_NANOS, step + ": new thread " + child);
+        if (ws == null || ws.terminated()) {
+            tracees.remove(child);
+            throw new ProcException(step + " of pid " + pid + ": new thread " + child + " ended before its first stop (" + ws + ")");
+        }
+        t.stop = Stop.INTERRUPT;
+        return child;
+    }
+
     /** A thread vanished under us (killed during injection). */
     void gone(int tid) {
         tracees.remove(tid);

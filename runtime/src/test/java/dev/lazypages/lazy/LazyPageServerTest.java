@@ -297,7 +297,11 @@ class LazyPageServerTest {
 
     @Test
     void mremapDuringTheBackgroundFillMovesThePendingPages() throws Exception {
-        LazyPageServer s = setUp(1024, range(0, 1024), LazyPageServer.Options.defaults()).start();
+        // A slowed source (64 reads of 16 pages, about 13 ms) so that the move lands mid-fill.
+        LazyPageServer s = setUp(1024, range(0, 1024), LazyPageServer.Options.defaults().withBackgroundChunk(16, 4));
+        source.delayNanos = 200_000;
+        s.start();
+        LockSupport.parkNanos(2_000_000L);
         PageBuffer target = Posix.mmapAnonymous(1024L * PS);
         PageBuffer moved = Posix.mremap(mem, 1024L * PS, Posix.MREMAP_MAYMOVE | Posix.MREMAP_FIXED, target.address());
         cleanup.add(() -> Posix.munmap(moved));

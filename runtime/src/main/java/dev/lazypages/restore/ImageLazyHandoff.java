@@ -1,0 +1,103 @@
+package dev.lazypages.restore;
+
+import dev.lazypages.ffm.Userfaultfd;
+import dev.lazypages.image.ImageReader;
+import dev.lazypages.lazy.AddressRange;
+import dev.lazypages.lazy.ImageLazySource;
+import dev.lazypages.lazy.LazyPageServer;
+import dev.lazypages.lazy.LazyStats;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * A lazy restore from a local image: the restored process's faults (and a background sweep)
+ * are served by a {@link LazyPageServer} reading the image with an {@link ImageLazySource}.
+ * After {@link Restorer#restore} returns, {@link #completion()} completes when every stored
+ * page is in place (or the process exited); {@link #close()} stops serving early.
+ */
+public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
+    private final LazyPageServer.Options serverOptions;
+    private ImageReader reader;
+    private ImageLazySource source;
+    private LazyPageServer server;
+    private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
+
+    public ImageLazyHandoff() {
+        this(LazyPageServer.Options.defaults());
+    }
+
+    public ImageLazyHandoff(LazyPageServer.Options serverOptions) {
+        this.serverOptions = serverOptions;
+    }
+
+    /** REMOVE and UNMAP (a stale copy must never undo a DONTNEED or munmap), REMAP (mremap'd memory). */
+    @Override
+    public long uffdFeatures() {
+        return Userfaultfd.FEATURE_EVENT_REMOVE | Userfaultfd.FEATURE_EVENT_UNMAP | Userfaultfd.FEATURE_EVENT_REMAP;
+    }
+
+    @Override
+    public synchronized void start(int pid, int imagePid, Path imagesDir, Userfaultfd uffd, List<Region> regions)
+            throws IOException {
+        try {
+            reader = ImageReader.open(imagesDir);
+            source = ImageLazySource.open(reader, imagePid);
+            List<AddressRange> ranges = regions.stream().map(r -> new AddressRange(r.start(), r.end())).toList();
+            server = new LazyPageServer(uffd, ranges, source, serverOptions.withTargetPid(pid)).start();
+        } catch (IOException | RuntimeException e) {
+            if (server == null) {
+                uffd.close();
+            }
+            closeSources();
+            throw e;
+        }
+        server.completion().whenComplete((stats, err) -> {
+            closeSources();
+            if (err != null) {
+                completion.completeExceptionally(err);
+            } else {
+                completion.complete(stats);
+            }
+        });
+    }
+
+    /** Completes with the server's statistics once every stored page is delivered (or the target exited). */
+    public CompletableFuture<LazyStats> completion() {
+        return completion;
+    }
+
+    private synchronized void closeSources() {
+        if (source != null) {
+            source.close();
+            source = null;
+        }
+        if (reader != null) {
+            try {
+                reader.close();
+            } catch (IOException ignored) {
+                // read-only
+            }
+            reader = null;
+        }
+    }
+
+    /** Stops serving (the process must be dead or done: its unserved pages would read as zeros). */
+    @Override
+    public void close() {
+        LazyPageServer s;
+        synchronized (this) {
+            s = server;
+        }
+        try {
+            if (s != null) {
+                s.close();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            closeSources();
+        }
+    }
+}

@@ -1,0 +1,32 @@
+package dev.lazypages.restore;
+
+import dev.lazypages.ffm.Userfaultfd;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * Where a lazy restore hands its userfaultfd: the page server that answers the restored
+ * process's faults (dev.lazypages.lazy). The restorer creates the uffd inside the target (so
+ * that it belongs to the target's mm), takes it out with pidfd_getfd, closes the target's
+ * copy, does UFFDIO_API with {@link #uffdFeatures()} and registers MISSING mode over every
+ * private anonymous VMA, writing none of their pages. Then, with the process still frozen, it
+ * calls {@link #start}; the process runs once that returns.
+ */
+public interface LazyHandoff {
+    /** A registered range, {@code [start, end)}, page aligned. */
+    record Region(long start, long end) {
+        public long length() {
+            return end - start;
+        }
+    }
+
+    /** The UFFDIO_API features to ask for (each must be supported, or the restore fails). */
+    long uffdFeatures();
+
+    /**
+     * Takes ownership of {@code uffd} (registered over {@code regions}) and starts serving the
+     * faults of process {@code pid} from the image in {@code imagesDir}, whose pages are those
+     * of {@code imagePid}. Must not block until the process has run: it is still frozen.
+     */
+    void start(int pid, int imagePid, Path imagesDir, Userfaultfd uffd, List<Region> regions) throws Exception;
+}
