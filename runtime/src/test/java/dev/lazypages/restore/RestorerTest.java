@@ -1,6 +1,7 @@
 package dev.lazypages.restore;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -11,6 +12,7 @@ import dev.lazypages.ffm.testing.Requires;
 import dev.lazypages.ffm.testing.Stubs;
 import dev.lazypages.image.ImageDir;
 import dev.lazypages.image.proto.Process;
+import dev.lazypages.lazy.LazyStats;
 import dev.lazypages.proc.Auxv;
 import dev.lazypages.proc.ProcMaps;
 import dev.lazypages.proc.Vma;
@@ -23,6 +25,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -124,28 +127,83 @@ class RestorerTest {
 
     @Test
     void restoresMemtouchLazilyFromTheImage() throws Exception {
+        restoreMemtouchLazily(4, 64);
+    }
+
+    @Test
+    void restoresOneThreadLazilyAndTheServerDeliversEveryPage() throws Exception {
+        restoreMemtouchLazily(1, 8);
+    }
+
+    @Test
+    void restoresEightThreadsLazilyWhileTheyDirtyAndTheServerDeliversEveryPage() throws Exception {
+        restoreMemtouchLazily(8, 8);
+    }
+
+    /**
+     * memtouch 256 MiB restored with {@code --lazy}: it runs at once, verifies while its pages
+     * are still coming, the page server completes with every stored page accounted for, it
+     * verifies again and its heartbeat goes on in the same log.
+     */
+    private void restoreMemtouchLazily(int threads, int dirtyMibPerSec) throws Exception {
         Requires.userfaultfd();
         Path img = tmp.resolve("img");
-        try (TestProcess w = TestProcess.spawn(tmp, false, "memtouch", "--size-mib", "256", "--threads", "4",
-                "--dirty-mib-per-sec", "64")) {
+        try (TestProcess w = TestProcess.spawn(tmp, false, "memtouch", "--size-mib", "256", "--threads",
+                Integer.toString(threads), "--dirty-mib-per-sec", Integer.toString(dirtyMibPerSec))) {
             w.awaitLine(l -> l.equals("HEARTBEAT 2"), TIMEOUT);
             Dumper.dump(w.pid(), DumpOptions.of(img));
             TestProcess.awaitDead(w.pid());
             int lastBefore = w.last("HEARTBEAT");
+            List<String> before = w.lines();
+            long stored = storedPages(img);
             try (ImageLazyHandoff h = new ImageLazyHandoff()) {
                 Restorer.Result r = Restorer.restore(Restorer.Options.eager(img).withLazy(h));
-                System.out.printf(Locale.ROOT, "lazy restore memtouch 256 MiB 4 threads: %d ms to run, %.1f MiB eager, %.1f MiB lazy%n",
-                        r.millis(), r.bytesWritten() / 1048576.0, r.lazyBytes() / 1048576.0);
+                System.out.printf(Locale.ROOT, "lazy restore memtouch 256 MiB %d thread(s): %d ms to run, %.1f MiB eager, %.1f MiB lazy%n",
+                        threads, r.millis(), r.bytesWritten() / 1048576.0, r.lazyBytes() / 1048576.0);
                 assertTrue(r.lazyBytes() >= 256L << 20, "lazy bytes " + r.lazyBytes());
+                assertEquals(threads + 1, r.threads());
                 try (TestProcess c = new TestProcess(r.pid(), w.log())) {
                     c.awaitLine(l -> l.equals("HEARTBEAT " + (lastBefore + 1)), TIMEOUT);
                     assertVerifies(c);
-                    var stats = h.completion().get(30, java.util.concurrent.TimeUnit.SECONDS);
+                    LazyStats stats = h.completion().get(30, TimeUnit.SECONDS);
                     System.out.println("lazy stats: " + stats);
+                    assertFalse(stats.targetExited(), "the server stopped because the process went away: " + stats);
+                    long lazyStored = stored - r.bytesWritten() / 4096; // file-private pages were written eagerly
+                    assertEquals(lazyStored, stats.pagesByFault() + stats.pagesByBackground() + stats.pagesDropped()
+                            + stats.pagesFoundPresent(), "every stored page of the lazy VMAs delivered or dropped ("
+                            + stored + " stored, " + r.bytesWritten() / 4096 + " written eagerly): " + stats);
+                    assertTrue(stats.pagesByFault() + stats.pagesByBackground() > 0, stats.toString());
                     assertVerifies(c);
-                    c.awaitLine(l -> l.equals("HEARTBEAT " + (lastBefore + 3)), TIMEOUT);
+                    c.awaitLine(l -> l.equals("HEARTBEAT " + (lastBefore + 2)), TIMEOUT);
+                    List<String> after = c.lines();
+                    assertEquals(before, after.subList(0, before.size()), "the restored copy overwrote the log");
+                    assertHeartbeatsConsecutive(after);
+                    assertEquals(threads + 1, Files.list(Path.of("/proc/" + c.pid() + "/task")).count());
                 }
             }
+        }
+    }
+
+    /** PRESENT pages of the image's process: what the page server must deliver. */
+    private static long storedPages(Path img) throws IOException {
+        long n = 0;
+        for (var e : ImageDir.load(img).pageMap().getEntriesList()) {
+            if (e.getFlags() == dev.lazypages.image.PageFlags.PRESENT) {
+                n += Integer.toUnsignedLong(e.getNrPages());
+            }
+        }
+        return n;
+    }
+
+    private static void assertHeartbeatsConsecutive(List<String> log) {
+        List<Integer> beats = new ArrayList<>();
+        for (String l : log) {
+            if (l.startsWith("HEARTBEAT ")) {
+                beats.add(Integer.parseInt(l.substring(10).strip()));
+            }
+        }
+        for (int i = 0; i < beats.size(); i++) {
+            assertEquals(i + 1, beats.get(i), "heartbeats " + beats);
         }
     }
 
@@ -235,14 +293,33 @@ class RestorerTest {
         restoreSleeper("pause", "34 ");
     }
 
+    @Test
+    void restoresSleeperInNanosleepLazily() throws Exception {
+        Requires.userfaultfd();
+        try (ImageLazyHandoff h = new ImageLazyHandoff()) {
+            restoreSleeper("nanosleep", "35 ", h);
+            LazyStats stats = h.completion().get(30, TimeUnit.SECONDS);
+            System.out.println("lazy sleeper stats: " + stats);
+        }
+    }
+
     private void restoreSleeper(String mode, String syscall) throws Exception {
+        restoreSleeper(mode, syscall, null);
+    }
+
+    /** With {@code lazy}, its anonymous memory (stack, heap, data) is served by the page server. */
+    private void restoreSleeper(String mode, String syscall, ImageLazyHandoff lazy) throws Exception {
         Path img = tmp.resolve("img");
         try (TestProcess w = TestProcess.spawn(tmp, false, "sleeper", "--mode", mode)) {
             w.awaitLine(l -> l.startsWith("READY"), TIMEOUT);
             awaitSyscall(w.pid(), syscall);
             Dumper.dump(w.pid(), DumpOptions.of(img));
             TestProcess.awaitDead(w.pid());
-            Restorer.Result r = Restorer.restore(Restorer.Options.eager(img));
+            Restorer.Options opts = Restorer.Options.eager(img);
+            Restorer.Result r = Restorer.restore(lazy == null ? opts : opts.withLazy(lazy));
+            if (lazy != null) {
+                assertTrue(r.lazyBytes() > 0, "nothing left to the page server: " + r);
+            }
             try (TestProcess c = new TestProcess(r.pid(), w.log())) {
                 awaitSyscall(c.pid(), syscall); // back in the same call (nanosleep: re-entered after EINTR)
                 c.signal(Posix.SIGUSR1);
@@ -251,6 +328,11 @@ class RestorerTest {
                     c.awaitLine(l -> l.equals("WOKE 1"), TIMEOUT);
                 } else {
                     c.awaitLine(l -> l.equals("TICK 1"), Duration.ofSeconds(12));
+                }
+                if (lazy != null) {
+                    LazyStats stats = lazy.completion().get(30, TimeUnit.SECONDS);
+                    assertFalse(stats.targetExited(), "the server stopped because the process went away: " + stats);
+                    assertTrue(c.isAlive());
                 }
             }
         }
