@@ -54,6 +54,16 @@ public final class DumpCommand implements Callable<Integer> {
                     + "refuse the dump (default), record them as /dev/null, or close them in the image.")
     private UnsupportedFds unsupportedFds;
 
+    @Option(names = "--prev-images-dir", paramLabel = "PREV",
+            description = "Make the image incremental to PREV (a pre-dump), recorded as its parent. Run as a separate "
+                    + "command, the tracker that took PREV is gone: every page is stored again (correct, not "
+                    + "incremental); pre-copy keeps its tracker and stores only what changed.")
+    private Path prev;
+
+    @Option(names = "--track-mem", paramLabel = "auto|pagemap-scan|soft-dirty|none", defaultValue = "auto",
+            description = "The dirty tracker for --prev-images-dir (default auto).")
+    private String trackMem;
+
     /** Parses {@code refuse|devnull|close}. */
     static final class FdsConverter implements ITypeConverter<UnsupportedFds> {
         @Override
@@ -70,7 +80,7 @@ public final class DumpCommand implements Callable<Integer> {
             err.println("dump: " + line);
             err.flush();
         } : null;
-        DumpResult r = Dumper.dump(pid, new DumpOptions(dir, leaveRunning, unsupportedFds, progress));
+        DumpResult r = Dumper.dump(pid, new DumpOptions(dir, leaveRunning, unsupportedFds, progress, prev, trackMem));
         out.println(r.summary());
         out.flush();
         return ExitCodes.OK;

@@ -11,9 +11,9 @@ import picocli.CommandLine.Command;
             "It seizes a process with ptrace, copies its memory while it runs, freezes it for the final state "
                     + "and serves the pages the destination still misses.",
             "",
-            "Status: check, dump and inspect work; pre-dump and migrate are not built yet (see README)."
+            "Status: check, dump, pre-dump, pre-copy and inspect work; migrate is not built yet (see README)."
         },
-        subcommands = {CheckCommand.class, DumpCommand.class, InspectCommand.class},
+        subcommands = {CheckCommand.class, DumpCommand.class, PreDumpCommand.class, PreCopyCommand.class, InspectCommand.class},
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
 public final class LazyDump extends TopLevelCommand {
     public static void main(String[] args) {

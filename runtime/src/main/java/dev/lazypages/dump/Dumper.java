@@ -32,7 +32,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
 
@@ -56,9 +55,6 @@ public final class Dumper {
     public static final String TRACKER = "none";
     /** How long the kill waits for the threads to die. */
     static final long DEATH_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(5);
-    private static final double MIB = 1024.0 * 1024.0;
-    /** Progress is reported every this many bytes of pages. */
-    private static final long REPORT_EVERY = 64L << 20;
 
     private final int pid;
     private final DumpOptions options;
@@ -79,7 +75,41 @@ public final class Dumper {
      */
     public static DumpResult dump(int pid, DumpOptions options) {
         checkTarget(pid, options.imagesDir());
-        return new Dumper(pid, options).run();
+        Trackings.checkMode(options.trackMem());
+        Plan plan = Plan.FULL;
+        if (options.prevImagesDir() != null) {
+            ParentImage parent = ParentImage.load(options.prevImagesDir(), pid);
+            // A standalone dump has no live tracker (it died with the process that took the parent):
+            // every page counts as dirty, so the image names its parent but copies every page.
+            options.progress().accept("parent " + parent.dir() + " was tracked by " + parent.tracker()
+                    + ", which is not alive in this process: storing every page");
+            plan = new Plan(parent.relativeTo(options.imagesDir()), parent.held(), null, null, TRACKER);
+        }
+        return new Dumper(pid, options).run(null, plan);
+    }
+
+    /**
+     * The final, frozen dump of a pre-copy: {@code process} is seized (running) by the caller, who
+     * keeps it; {@code plan} names the parent and the live tracker. On success the tracker is
+     * closed and the process killed, or with {@link DumpOptions#leaveRunning} thawed and detached;
+     * on failure it is thawed and stays seized.
+     */
+    static DumpResult finalDump(SeizedProcess process, DumpOptions options, Plan plan) {
+        checkTarget(process.pid(), options.imagesDir());
+        return new Dumper(process.pid(), options).run(process, plan);
+    }
+
+    /**
+     * What an image holds relative to its parent.
+     *
+     * @param parent      the parent as the inventory names it ("" for none)
+     * @param parentHeld  the pages the parent holds ({@code null} for none)
+     * @param tracker     the live tracker, collected once frozen ({@code null}: every page is dirty)
+     * @param pending     pages already known dirty and not stored since the parent ({@code null}: none)
+     * @param trackerName what the inventory records
+     */
+    record Plan(String parent, PageSpans parentHeld, Tracking tracker, PageSpans pending, String trackerName) {
+        static final Plan FULL = new Plan("", null, null, null, TRACKER);
     }
 
     /**
@@ -157,12 +187,12 @@ public final class Dumper {
         options.progress().accept(line);
     }
 
-    private DumpResult run() {
+    private DumpResult run(SeizedProcess external, Plan plan) {
         long t0 = System.nanoTime();
         Path dir = options.imagesDir();
         boolean dirExisted = Files.isDirectory(dir);
-        Inventory inventory = step("probe the CPU and kernel", this::inventory);
-        TracerThread tracer = new TracerThread("lp-dump-" + pid);
+        Inventory inventory = step("probe the CPU and kernel", () -> inventory(pid, pageSize, Inventory.Kind.FULL, plan.parent(), plan.trackerName()));
+        TracerThread tracer = external != null ? external.tracer() : new TracerThread("lp-dump-" + pid);
         ImageWriter writer = null;
         SeizedProcess process = null;
         RemoteScratch scratch = null;
@@ -171,9 +201,14 @@ public final class Dumper {
         try {
             ImageWriter w = step("create the image in " + dir, () -> ImageWriter.create(dir, inventory));
             writer = w;
-            progress("seizing pid " + pid);
-            SeizedProcess p = step("seize", () -> SeizedProcess.seize(pid, tracer));
-            process = p;
+            SeizedProcess p;
+            if (external != null) {
+                p = external;
+            } else {
+                progress("seizing pid " + pid);
+                p = step("seize", () -> SeizedProcess.seize(pid, tracer));
+                process = p;
+            }
             stepVoid("freeze", p::freeze);
             frozenAt = System.nanoTime();
             progress("frozen " + p.threads().size() + " threads");
@@ -205,7 +240,21 @@ public final class Dumper {
             stepVoid("unmap the scratch page", s::close);
             scratch = null;
 
-            long pages = step("store pages", () -> storePages(w, vmas));
+            PageSpans dirty = null;
+            PageSpans tracked = null;
+            if (plan.tracker() != null && !plan.tracker().reportsEverything()) {
+                Tracking.Collected c = step("collect dirty pages (" + plan.tracker().name() + ")", plan.tracker()::collect);
+                dirty = plan.pending() != null ? plan.pending().union(c.dirty()) : c.dirty();
+                tracked = c.tracked();
+            }
+            PageSpans d = dirty;
+            PageSpans t = tracked;
+            PageStore.Stats stored = step("store pages",
+                    () -> PageStore.store(pid, w, vmas, d, t, plan.parentHeld(), false, options.progress()));
+            long pages = stored.copied();
+            if (plan.tracker() != null) {
+                stepVoid("stop the dirty tracker", plan.tracker()::close);
+            }
             Process proc = Process.newBuilder()
                     .setPid(pid).setPpid(stat.ppid()).setExe(exe).setMm(mm(stat, brk))
                     .addAllAuxv(words(auxv))
@@ -216,6 +265,7 @@ public final class Dumper {
             if (options.leaveRunning()) {
                 // everything is read: let it run while the image is published (on failure it runs on anyway)
                 stepVoid("thaw and detach", p::detach);
+                process = null;
                 thawedAt = System.nanoTime();
             }
             progress("writing the image");
@@ -230,11 +280,23 @@ public final class Dumper {
             }
             long end = System.nanoTime();
             closeQuietly(w);
-            tracer.close();
-            return new DumpResult(pid, dir, threads.size(), vmas.size(), pages, pageSize, thawedAt - frozenAt, end - t0);
+            if (external == null) {
+                tracer.close();
+            }
+            return new DumpResult(pid, dir, threads.size(), vmas.size(), pages, pageSize, thawedAt - frozenAt, end - t0,
+                    stored.inParent(), plan.parent(), plan.trackerName());
         } catch (RuntimeException | Error e) {
             rollback(e, scratch, process, writer, imageComplete, dir, dirExisted);
-            tracer.close();
+            if (external != null && external.isFrozen() && !imageComplete) {
+                try {
+                    external.thaw();
+                } catch (RuntimeException t) {
+                    e.addSuppressed(t);
+                }
+            }
+            if (external == null) {
+                tracer.close();
+            }
             if (e instanceof DumpException) {
                 throw e;
             }
@@ -294,31 +356,6 @@ public final class Dumper {
         return out;
     }
 
-    private long storePages(ImageWriter writer, List<Vma> vmas) throws IOException {
-        boolean scan = Features.pagemapScan().available();
-        long total = 0;
-        try (PageScanner scanner = PageScanner.open(pid, scan);
-             PageCopier copier = new PageCopier(pid, writer, PageCopier.DEFAULT_BUFFER_PAGES)) {
-            PageRuns runs = new PageRuns(pageSize);
-            long nextReport = REPORT_EVERY;
-            for (Vma v : vmas) {
-                if (!VmaRecords.hasPages(v)) {
-                    continue;
-                }
-                runs.clear();
-                scanner.select(v.start(), v.end(), VmaRecords.privateFile(v), runs);
-                copier.copy(runs, v.read());
-                total += runs.totalPages();
-                if (total * pageSize >= nextReport) {
-                    progress(String.format(Locale.ROOT, "pages: %.0f MiB", total * pageSize / MIB));
-                    nextReport = (total * pageSize / REPORT_EVERY + 1) * REPORT_EVERY;
-                }
-            }
-            copier.flush();
-            return copier.pagesStored();
-        }
-    }
-
     /** SIGKILL while frozen (as CRIU does), then reap every thread as its tracer so that it is gone on return. */
     private void kill(SeizedProcess p) {
         List<Integer> tids = p.threads();
@@ -354,7 +391,8 @@ public final class Dumper {
         p.detach(); // every thread is gone: this only forgets them
     }
 
-    private Inventory inventory() {
+    /** The inventory of an image of {@code pid} taken now on this machine. */
+    static Inventory inventory(int pid, int pageSize, Inventory.Kind kind, String parent, String tracker) {
         long xcr0 = Features.xcr0();
         String v = Dumper.class.getPackage().getImplementationVersion();
         return Inventory.newBuilder()
@@ -365,8 +403,9 @@ public final class Dumper {
                 .setCreatedUnixMs(System.currentTimeMillis())
                 .setToolVersion("lazy-dump " + (v != null ? v : "development build"))
                 .setRootPid(pid)
-                .setKind(Inventory.Kind.FULL)
-                .setTracker(TRACKER)
+                .setKind(kind)
+                .setParent(parent)
+                .setTracker(tracker)
                 .build();
     }
 

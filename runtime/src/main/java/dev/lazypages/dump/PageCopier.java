@@ -3,6 +3,7 @@ package dev.lazypages.dump;
 import dev.lazypages.ffm.PageBuffer;
 import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.ProcessMemory;
+import dev.lazypages.ffm.SyscallException;
 import dev.lazypages.image.ImageWriter;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -30,8 +31,19 @@ final class PageCopier implements AutoCloseable {
     private long batchedPages;
     private long stored;
     private int memFd = -1;
+    private final boolean tolerant;
+    private final PageSpans.Builder skipped = new PageSpans.Builder();
 
     PageCopier(int pid, ImageWriter writer, int bufferPages) {
+        this(pid, writer, bufferPages, false);
+    }
+
+    /**
+     * @param tolerant the process runs (a pre-dump): pages that vanish under the copy are skipped
+     *                 and recorded ({@link #skipped}) instead of failing the dump
+     */
+    PageCopier(int pid, ImageWriter writer, int bufferPages, boolean tolerant) {
+        this.tolerant = tolerant;
         this.pid = pid;
         this.writer = writer;
         this.buffer = PageBuffer.allocate(bufferPages);
@@ -39,6 +51,11 @@ final class PageCopier implements AutoCloseable {
         this.capacity = bufferPages;
         this.addresses = new long[bufferPages];
         this.lengths = new long[bufferPages];
+    }
+
+    /** Pages that vanished while being copied (tolerant mode only). */
+    PageSpans skipped() {
+        return skipped.build();
     }
 
     /** Pages handed to the writer so far. */
@@ -77,7 +94,11 @@ final class PageCopier implements AutoCloseable {
             return;
         }
         long want = batchedPages * pageSize;
-        long got = ProcessMemory.readv(pid, addresses, lengths, batched, buffer, 0);
+        long got = tolerant ? readvTolerant() : ProcessMemory.readv(pid, addresses, lengths, batched, buffer, 0);
+        if (got < 0) {
+            salvage(-got - 1);
+            return;
+        }
         if (got != want) {
             throw new IllegalStateException("process_vm_readv of pid " + pid + " read " + got + " of " + want + " bytes in "
                     + batched + " ranges from 0x" + Long.toHexString(addresses[0]) + " (memory unmapped under a frozen process?)");
@@ -93,12 +114,71 @@ final class PageCopier implements AutoCloseable {
         batchedPages = 0;
     }
 
+    /** readv, or -1 - bytes read when it came up short (the process changed its memory under us). */
+    private long readvTolerant() {
+        long want = batchedPages * pageSize;
+        long got;
+        try {
+            got = ProcessMemory.readv(pid, addresses, lengths, batched, buffer, 0);
+        } catch (SyscallException e) {
+            got = 0;
+        }
+        return got == want ? got : -1 - got;
+    }
+
+    /** Stores the first {@code got} bytes read, then the rest of the batch page by page, skipping pages that are gone. */
+    private void salvage(long got) throws IOException {
+        ByteBuffer all = buffer.asByteBuffer();
+        long off = 0;
+        for (int i = 0; i < batched; i++) {
+            long whole = Math.min(lengths[i], Math.max(0, got - off) / pageSize * pageSize);
+            if (whole > 0) {
+                writer.addPages(pid, addresses[i], all.slice((int) off, (int) whole));
+                stored += whole / pageSize;
+            }
+            for (long a = addresses[i] + whole; a < addresses[i] + lengths[i]; a += pageSize) {
+                long one;
+                try {
+                    one = ProcessMemory.read(pid, a, buffer, 0, pageSize);
+                } catch (SyscallException e) {
+                    one = 0;
+                }
+                if (one == pageSize) {
+                    writer.addPages(pid, a, buffer.asByteBuffer().slice(0, (int) pageSize));
+                    stored++;
+                } else {
+                    skipped.add(a, a + pageSize);
+                }
+            }
+            off += lengths[i];
+        }
+        batched = 0;
+        batchedPages = 0;
+    }
+
     private void readProtected(long addr, long n) throws IOException {
         if (memFd < 0) {
             memFd = Posix.openRead("/proc/" + pid + "/mem");
         }
         PageBuffer view = buffer.pages(0, n);
-        long got = view.readFrom(memFd, addr);
+        long got;
+        try {
+            got = view.readFrom(memFd, addr);
+        } catch (SyscallException e) {
+            if (!tolerant) {
+                throw e;
+            }
+            got = 0;
+        }
+        if (got != n * pageSize && tolerant) {
+            long whole = Math.max(0, got) / pageSize * pageSize;
+            if (whole > 0) {
+                writer.addPages(pid, addr, view.asByteBuffer().slice(0, (int) whole));
+                stored += whole / pageSize;
+            }
+            skipped.add(addr + whole, addr + n * pageSize);
+            return;
+        }
         if (got != n * pageSize) {
             throw new IllegalStateException("pread of /proc/" + pid + "/mem at 0x" + Long.toHexString(addr) + " read " + got
                     + " of " + n * pageSize + " bytes");
