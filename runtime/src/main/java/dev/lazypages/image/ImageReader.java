@@ -150,8 +150,16 @@ public final class ImageReader implements PageSource, AutoCloseable {
                 case PageFlags.ZERO -> dst.put(dst.position(), new byte[n * ps]).position(dst.position() + n * ps);
                 case PageFlags.IN_PARENT -> parent.read(pid, addr, n, dst, image.file(Kind.PAGEMAP));
                 default -> {
-                    ByteBuffer run = readRun(e);
-                    dst.put(run.slice(index * ps, n * ps));
+                    if (index == 0 && n == e.getNrPages() && dst.isDirect()) {
+                        // The whole run into the caller's (native) buffer: no heap copy, CRC on the spot.
+                        ByteBuffer slot = dst.slice(dst.position(), n * ps);
+                        ImageFile.readFully(pages, slot, ps + e.getPageOffset() * ps, image.file(Kind.PAGES));
+                        checkCrc(e, slot.rewind());
+                        dst.position(dst.position() + n * ps);
+                    } else {
+                        ByteBuffer run = readRun(e);
+                        dst.put(run.slice(index * ps, n * ps));
+                    }
                 }
             }
             addr += (long) n * ps;
@@ -173,14 +181,19 @@ public final class ImageReader implements PageSource, AutoCloseable {
         ByteBuffer b = ByteBuffer.allocate(e.getNrPages() * ps); // bounded by ImageValidator.MAX_RUN_BYTES
         Path file = image.file(Kind.PAGES);
         ImageFile.readFully(pages, b, ps + e.getPageOffset() * ps, file);
+        checkCrc(e, b.duplicate().rewind());
+        return b;
+    }
+
+    /** Checks {@code data} (the whole run, position to limit) against the run's CRC-32C. */
+    private void checkCrc(PageMapEntry e, ByteBuffer data) {
         CRC32C crc = new CRC32C();
-        crc.update(b.duplicate());
+        crc.update(data);
         if ((int) crc.getValue() != e.getCrc32C()) {
-            throw new ImageFormatException(file, "CRC-32C mismatch in pages " + e.getPageOffset() + ".."
+            throw new ImageFormatException(image.file(Kind.PAGES), "CRC-32C mismatch in pages " + e.getPageOffset() + ".."
                     + (e.getPageOffset() + e.getNrPages() - 1) + " (pid " + e.getPid() + " at " + Hex.of(e.getVaddr())
                     + "): pagemap says " + ImageFile.hex32(e.getCrc32C()) + ", data has " + ImageFile.hex32((int) crc.getValue()));
         }
-        return b;
     }
 
     /**
