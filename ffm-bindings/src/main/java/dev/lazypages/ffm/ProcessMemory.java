@@ -25,6 +25,38 @@ public final class ProcessMemory {
         return transfer(true, pid, new long[] {remoteAddress}, new long[] {length}, 1, dst, dstOffset);
     }
 
+    /**
+     * Reads {@code directDst.remaining()} bytes at {@code remoteAddress} of {@code pid} into the
+     * direct buffer {@code directDst} from its position, with one process_vm_readv, and advances
+     * the position by the bytes read. Returns the bytes read (short when the range runs into
+     * memory the process does not have). Thread-safe: nothing is shared but the caller's buffer.
+     */
+    public static long read(int pid, long remoteAddress, java.nio.ByteBuffer directDst) {
+        if (!directDst.isDirect()) {
+            throw new IllegalArgumentException("process_vm_readv needs a direct buffer");
+        }
+        long want = directDst.remaining();
+        if (want == 0) {
+            return 0;
+        }
+        MemorySegment dst = MemorySegment.ofBuffer(directDst);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment local = iovec.allocate(arena);
+            MemorySegment remote = iovec.allocate(arena);
+            iovec.iov_base(local, dst);
+            iovec.iov_len(local, want);
+            iovec.iov_base(remote, MemorySegment.ofAddress(remoteAddress));
+            iovec.iov_len(remote, want);
+            long got = Libc.processVmReadv(pid, local, 1, remote, 1);
+            if (got < 0) {
+                throw new SyscallException("process_vm_readv(pid=" + pid + ", addr=0x" + Long.toHexString(remoteAddress)
+                        + ", bytes=" + want + ")", Libc.errno());
+            }
+            directDst.position(directDst.position() + (int) got);
+            return got;
+        }
+    }
+
     /** Writes {@code length} bytes from {@code src} at {@code srcOffset} to {@code remoteAddress} of {@code pid}. */
     public static long write(int pid, long remoteAddress, PageBuffer src, long srcOffset, long length) {
         return transfer(false, pid, new long[] {remoteAddress}, new long[] {length}, 1, src, srcOffset);

@@ -101,16 +101,22 @@ public final class InspectCommand implements Callable<Integer> {
             for (Vma v : p.getVmasList()) {
                 out.printf("    %016x-%016x %s %-12s %s%n", v.getStart(), v.getEnd(), prot(v), v.getKind(), v.getPath());
             }
-            long[] pages = new long[3];
+            long[] pages = new long[4];
             for (PageMapEntry e : img.pageMap().getEntriesList()) {
                 if (e.getPid() == p.getPid()) {
-                    int k = e.getFlags() == PageFlags.PRESENT ? 0 : e.getFlags() == PageFlags.IN_PARENT ? 1 : 2;
+                    int k = switch (e.getFlags()) {
+                        case PageFlags.PRESENT -> 0;
+                        case PageFlags.IN_PARENT -> 1;
+                        case PageFlags.REMOTE -> 3;
+                        default -> 2;
+                    };
                     pages[k] += Integer.toUnsignedLong(e.getNrPages());
                 }
             }
             long ps = img.pageSize();
-            out.printf("  pages: present %d (%.2f MiB), in parent %d (%.2f MiB), zero %d (%.2f MiB)%n", pages[0],
-                    pages[0] * ps / MIB, pages[1], pages[1] * ps / MIB, pages[2], pages[2] * ps / MIB);
+            out.printf("  pages: present %d (%.2f MiB), in parent %d (%.2f MiB), zero %d (%.2f MiB), remote %d (%.2f MiB)%n",
+                    pages[0], pages[0] * ps / MIB, pages[1], pages[1] * ps / MIB, pages[2], pages[2] * ps / MIB,
+                    pages[3], pages[3] * ps / MIB);
             out.printf("  threads: %d%n", p.getThreadsCount());
             for (ThreadState t : p.getThreadsList()) {
                 String rip = t.getRegsCount() > RIP ? String.format("0x%x", t.getRegs(RIP)) : "?";

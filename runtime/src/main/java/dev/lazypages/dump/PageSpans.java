@@ -174,6 +174,15 @@ final class PageSpans {
         return b.append(']').toString();
     }
 
+    /** The same spans as {@link dev.lazypages.memory.PageRanges} (public, page aligned). */
+    dev.lazypages.memory.PageRanges toRanges() {
+        dev.lazypages.memory.PageRanges.Builder b = dev.lazypages.memory.PageRanges.builder();
+        for (int i = 0; i < count; i++) {
+            b.add(starts[i], ends[i]);
+        }
+        return b.build();
+    }
+
     /** Collects spans in any order; {@link #build} sorts and merges them. */
     static final class Builder {
         private long[] s = new long[16];

@@ -30,8 +30,12 @@ final class PageStore {
      * @param inParent pages stored IN_PARENT
      * @param held     every page the image now holds (PRESENT or IN_PARENT): the next image's {@code parentHeld}
      * @param nanos    time spent
+     * @param remote   pages recorded REMOTE instead of copied (a lazy final dump); empty otherwise
      */
-    record Stats(long copied, long inParent, PageSpans held, long nanos) {
+    record Stats(long copied, long inParent, PageSpans held, long nanos, PageSpans remote) {
+        Stats(long copied, long inParent, PageSpans held, long nanos) {
+            this(copied, inParent, held, nanos, new PageSpans.Builder().build());
+        }
     }
 
     private PageStore() {
@@ -49,14 +53,26 @@ final class PageStore {
     static Stats store(int pid, ImageWriter writer, List<Vma> vmas, PageSpans dirty, PageSpans tracked, PageSpans parentHeld,
                        boolean running,
                        Consumer<String> progress) throws IOException {
+        return store(pid, writer, vmas, dirty, tracked, parentHeld, running, false, progress);
+    }
+
+    /**
+     * As {@link #store(int, ImageWriter, List, PageSpans, PageSpans, PageSpans, boolean, Consumer)};
+     * with {@code remote} every page that would be copied is recorded REMOTE instead (its bytes
+     * stay in the frozen process, served later): nothing is read, only the pagemap is scanned.
+     */
+    static Stats store(int pid, ImageWriter writer, List<Vma> vmas, PageSpans dirty, PageSpans tracked, PageSpans parentHeld,
+                       boolean running, boolean remote,
+                       Consumer<String> progress) throws IOException {
         long t0 = System.nanoTime();
+        PageSpans.Builder remoteSpans = new PageSpans.Builder();
         long pageSize = writer.pageSize();
         boolean scan = Features.pagemapScan().available();
         boolean incremental = parentHeld != null && !parentHeld.isEmpty() && dirty != null && tracked != null;
         PageSpans.Builder held = new PageSpans.Builder();
         long inParent = 0;
         try (PageScanner scanner = PageScanner.open(pid, scan);
-             PageCopier copier = new PageCopier(pid, writer, PageCopier.DEFAULT_BUFFER_PAGES, running)) {
+             PageCopier copier = remote ? null : new PageCopier(pid, writer, PageCopier.DEFAULT_BUFFER_PAGES, running)) {
             PageRuns runs = new PageRuns(pageSize);
             PageRuns copy = new PageRuns(pageSize);
             long nextReport = REPORT_EVERY;
@@ -89,6 +105,13 @@ final class PageStore {
                         toCopy = copy;
                     }
                 }
+                if (remote) {
+                    for (int i = 0; i < toCopy.count(); i++) {
+                        addRemote(writer, pid, toCopy.start(i), toCopy.start(i) + toCopy.pages(i) * pageSize, pageSize);
+                        remoteSpans.add(toCopy.start(i), toCopy.start(i) + toCopy.pages(i) * pageSize);
+                    }
+                    continue;
+                }
                 copier.copy(toCopy, v.read());
                 long done = copier.pagesStored() * pageSize;
                 if (done >= nextReport) {
@@ -96,11 +119,23 @@ final class PageStore {
                     nextReport = (done / REPORT_EVERY + 1) * REPORT_EVERY;
                 }
             }
+            if (remote) {
+                return new Stats(0, inParent, held.build(), System.nanoTime() - t0, remoteSpans.build());
+            }
             copier.flush();
             PageSpans skipped = copier.skipped();
             PageSpans all = held.build();
             return new Stats(copier.pagesStored(), inParent, skipped.isEmpty() ? all : all.subtract(skipped),
                     System.nanoTime() - t0);
+        }
+    }
+
+    private static void addRemote(ImageWriter writer, int pid, long start, long end, long pageSize) {
+        long at = start;
+        while (at != end) {
+            int n = (int) Math.min(Integer.MAX_VALUE / 2, (end - at) / pageSize);
+            writer.addRemote(pid, at, n);
+            at += n * pageSize;
         }
     }
 

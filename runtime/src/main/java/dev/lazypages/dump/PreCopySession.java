@@ -59,6 +59,8 @@ public final class PreCopySession implements AutoCloseable {
     private final Tracking tracker;
     private boolean armed;
     private boolean trackerClosed;
+    /** The process and the tracer thread belong to a FrozenProcess now. */
+    private boolean handedOff;
     private int rounds;
     /** The last image of the chain, and the pages it holds. */
     private Path lastImage;
@@ -310,6 +312,40 @@ public final class PreCopySession implements AutoCloseable {
         return r;
     }
 
+    /**
+     * The lazy final dump (post-copy, or hybrid after pre-dumps) into {@code options.imagesDir()}:
+     * frozen like {@link #finalDump}, but every page it would copy is recorded REMOTE instead, so
+     * the freeze reads no page contents. Without any pre-dump (post-copy: the tracker was never
+     * armed) every selected page is REMOTE and the image has no parent; after pre-dumps the pages
+     * dirty since the last image (plus any not IN_PARENT) are REMOTE, the rest IN_PARENT of the
+     * last pre-dump. The tracker is closed and the scratch page unmapped before it returns; the
+     * process stays FROZEN and seized, owned from here on by the returned {@link FrozenProcess}
+     * (closing this session no longer touches it). {@link DumpOptions#leaveRunning} is ignored.
+     *
+     * @throws DumpException naming the step; the process was thawed and stays with this session
+     */
+    public FrozenProcess finalDumpLazy(DumpOptions options) {
+        if (trackerClosed) {
+            throw new IllegalStateException("final dump after the final dump");
+        }
+        Dumper.Plan plan;
+        boolean live = armed && !tracker.reportsEverything();
+        if (!armed) {
+            plan = new Dumper.Plan("", null, null, null, tracker.name());
+        } else {
+            String parent = lastImage != null ? ParentImage.relative(options.imagesDir(), lastImage) : "";
+            plan = new Dumper.Plan(parent, lastImage != null ? held : null, live ? tracker : null, live ? pending : null,
+                    tracker.name());
+        }
+        FrozenProcess f = Dumper.finalDumpLazy(process, options, plan);
+        trackerClosed = true;
+        if (!live) {
+            tracker.close();
+        }
+        handedOff = true;
+        return f;
+    }
+
     /** Stops tracking and lets the process go (running as before) unless the final dump ended it. */
     @Override
     public void close() {
@@ -319,16 +355,22 @@ public final class PreCopySession implements AutoCloseable {
                 tracker.close();
             }
         } finally {
-            try {
-                if (process.isAttached()) {
-                    if (process.isFrozen()) {
-                        process.thaw();
-                    }
-                    process.detach();
-                }
-            } finally {
-                tracer.close();
+            if (!handedOff) {
+                release();
             }
+        }
+    }
+
+    private void release() {
+        try {
+            if (process.isAttached()) {
+                if (process.isFrozen()) {
+                    process.thaw();
+                }
+                process.detach();
+            }
+        } finally {
+            tracer.close();
         }
     }
 }

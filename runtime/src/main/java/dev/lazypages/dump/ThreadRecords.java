@@ -79,12 +79,43 @@ final class ThreadRecords {
 
     /** Signals whose disposition is read: 1..64 but SIGKILL and SIGSTOP. */
     static List<Integer> signals() {
+        return signals(-1L);
+    }
+
+    /**
+     * The signals of {@link #signals()} whose bit (signal s is bit s-1) is set in {@code notDefault}:
+     * the union of SigCgt and SigIgn from /proc/PID/status, read while frozen. A signal in neither
+     * has SIG_DFL, which the image leaves out anyway, so injecting rt_sigaction for it is wasted
+     * (0.4 ms each, ~25 ms for all 62).
+     */
+    static List<Integer> signals(long notDefault) {
         List<Integer> out = new ArrayList<>(MAX_SIGNAL - 2);
         for (int s = 1; s <= MAX_SIGNAL; s++) {
-            if (s != SIGKILL && s != SIGSTOP) {
+            if (s != SIGKILL && s != SIGSTOP && (notDefault & (1L << (s - 1))) != 0) {
                 out.add(s);
             }
         }
         return out;
+    }
+
+    /**
+     * SigCgt | SigIgn of {@code pid}'s /proc/PID/status (process-wide: the signal handlers are
+     * shared by the thread group), or -1 (every signal) when it cannot be read or parsed.
+     */
+    static long notDefaultSignals(String status) {
+        long cgt = -1;
+        long ign = -1;
+        for (String line : status.split("\n")) {
+            try {
+                if (line.startsWith("SigCgt:")) {
+                    cgt = Long.parseUnsignedLong(line.substring(7).strip(), 16);
+                } else if (line.startsWith("SigIgn:")) {
+                    ign = Long.parseUnsignedLong(line.substring(7).strip(), 16);
+                }
+            } catch (NumberFormatException e) {
+                return -1;
+            }
+        }
+        return cgt == -1 || ign == -1 ? -1 : cgt | ign;
     }
 }

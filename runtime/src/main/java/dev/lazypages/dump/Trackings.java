@@ -13,12 +13,13 @@ import java.util.Set;
  * Makes the {@link Tracking} for a {@code --track-mem} mode: the memory package's trackers
  * adapted to {@link PageSpans}.
  */
-final class Trackings {
-    static final String AUTO = "auto";
-    static final String NONE = "none";
-    static final String PAGEMAP_SCAN = "pagemap-scan";
-    static final String SOFT_DIRTY = "soft-dirty";
-    static final Set<String> MODES = Set.of(AUTO, PAGEMAP_SCAN, SOFT_DIRTY, NONE);
+public final class Trackings {
+    /** The {@code --track-mem} modes (public for callers building {@link DumpOptions}); the rest stays internal. */
+    public static final String AUTO = "auto";
+    public static final String NONE = "none";
+    public static final String PAGEMAP_SCAN = "pagemap-scan";
+    public static final String SOFT_DIRTY = "soft-dirty";
+    public static final Set<String> MODES = Set.of(AUTO, PAGEMAP_SCAN, SOFT_DIRTY, NONE);
 
     private Trackings() {
     }

@@ -77,6 +77,14 @@ public final class ImageFile {
 
     /** Writes {@code message} as the whole of {@code file}, atomically (see the class comment). */
     public static void writeMessage(Path file, Kind kind, MessageLite message) throws IOException {
+        writeMessage(file, kind, message, true);
+    }
+
+    /**
+     * As {@link #writeMessage(Path, Kind, MessageLite)}; {@code durable=false} skips the fsyncs
+     * (still atomic by rename, but a crash may lose it: for images that cannot outlive this run).
+     */
+    public static void writeMessage(Path file, Kind kind, MessageLite message, boolean durable) throws IOException {
         byte[] payload = message.toByteArray();
         CRC32C crc = new CRC32C();
         crc.update(payload);
@@ -84,9 +92,11 @@ public final class ImageFile {
         try (FileChannel ch = createTemp(tmp)) {
             writeFully(ch, ImageFileDescriptor.encode(kind, payload.length, (int) crc.getValue(), 0), 0);
             writeFully(ch, ByteBuffer.wrap(payload), ImageFileDescriptor.HEADER_LENGTH);
-            ch.force(true);
+            if (durable) {
+                ch.force(true);
+            }
         }
-        publish(tmp, file);
+        publish(tmp, file, durable);
     }
 
     /**
@@ -203,7 +213,14 @@ public final class ImageFile {
 
     /** Renames the fsynced {@code tmp} over {@code file} and fsyncs the directory. */
     static void publish(Path tmp, Path file) throws IOException {
+        publish(tmp, file, true);
+    }
+
+    static void publish(Path tmp, Path file, boolean durable) throws IOException {
         Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        if (!durable) {
+            return;
+        }
         Path dir = file.toAbsolutePath().getParent();
         try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
             d.force(true);

@@ -149,6 +149,9 @@ public final class ImageReader implements PageSource, AutoCloseable {
             switch (e.getFlags()) {
                 case PageFlags.ZERO -> dst.put(dst.position(), new byte[n * ps]).position(dst.position() + n * ps);
                 case PageFlags.IN_PARENT -> parent.read(pid, addr, n, dst, image.file(Kind.PAGEMAP));
+                case PageFlags.REMOTE -> throw new IllegalArgumentException("page " + Hex.of(addr) + " of pid " + pid
+                        + " is REMOTE in image " + image.dir() + ": its bytes stay at the source, fetch them through "
+                        + "the page server");
                 default -> {
                     if (index == 0 && n == e.getNrPages() && dst.isDirect()) {
                         // The whole run into the caller's (native) buffer: no heap copy, CRC on the spot.

@@ -124,7 +124,7 @@ final class ImageValidator {
             int kind = e.getFlags() & PageFlags.KINDS;
             if (Integer.bitCount(kind) != 1 || (e.getFlags() & ~PageFlags.KINDS) != 0) {
                 throw new ImageFormatException(file, what + ": flags " + PageFlags.describe(e.getFlags())
-                        + ", expected exactly one of PRESENT, IN_PARENT, ZERO");
+                        + ", expected exactly one of PRESENT, IN_PARENT, ZERO, REMOTE");
             }
             if (kind == PageFlags.PRESENT) {
                 present(file, what, e, nr, pageSize, pagesInFile);

@@ -37,6 +37,7 @@ public final class ImageWriter implements AutoCloseable {
     private final List<PageMapEntry> entries = new ArrayList<>();
     private long pagesWritten;
     private boolean finished;
+    private boolean durable = true;
 
     private ImageWriter(Path dir, Inventory inventory) throws IOException {
         this.dir = dir;
@@ -54,6 +55,16 @@ public final class ImageWriter implements AutoCloseable {
     public static ImageWriter create(Path dir, Inventory inventory) throws IOException {
         Files.createDirectories(dir);
         return new ImageWriter(dir, inventory);
+    }
+
+    /**
+     * {@code false}: {@link #finish} skips every fsync (files are still published atomically by
+     * rename). For images that are worthless after a crash anyway, e.g. a lazy final dump whose
+     * REMOTE pages live only in the frozen process: its fsyncs would lengthen the freeze.
+     */
+    public ImageWriter durable(boolean d) {
+        this.durable = d;
+        return this;
     }
 
     /** The page size of this image. */
@@ -101,6 +112,14 @@ public final class ImageWriter implements AutoCloseable {
         addUnstored(pid, vaddr, nrPages, PageFlags.IN_PARENT);
     }
 
+    /**
+     * Records {@code nrPages} pages at {@code vaddr} of {@code pid} as REMOTE: their bytes stay
+     * at the source, which serves them to the destination (a lazy final dump).
+     */
+    public void addRemote(int pid, long vaddr, int nrPages) {
+        addUnstored(pid, vaddr, nrPages, PageFlags.REMOTE);
+    }
+
     private void addUnstored(int pid, long vaddr, int nrPages, int flag) {
         checkOpen();
         checkRun(vaddr, (long) nrPages * pageSize);
@@ -146,12 +165,14 @@ public final class ImageWriter implements AutoCloseable {
         if (pages.size() < pageSize + payload) { // no pages: the file is the padded header alone
             ImageFile.writeFully(pages, ByteBuffer.allocate(1), pageSize + payload - 1);
         }
-        pages.force(true);
+        if (durable) {
+            pages.force(true);
+        }
         pages.close();
-        ImageFile.publish(pagesTmp, dir.resolve(Kind.PAGES.fileName()));
-        ImageFile.writeMessage(dir.resolve(Kind.PAGEMAP.fileName()), Kind.PAGEMAP, map);
-        ImageFile.writeMessage(dir.resolve(Kind.PROCESSES.fileName()), Kind.PROCESSES, processes);
-        ImageFile.writeMessage(dir.resolve(Kind.INVENTORY.fileName()), Kind.INVENTORY, inventory);
+        ImageFile.publish(pagesTmp, dir.resolve(Kind.PAGES.fileName()), durable);
+        ImageFile.writeMessage(dir.resolve(Kind.PAGEMAP.fileName()), Kind.PAGEMAP, map, durable);
+        ImageFile.writeMessage(dir.resolve(Kind.PROCESSES.fileName()), Kind.PROCESSES, processes, durable);
+        ImageFile.writeMessage(dir.resolve(Kind.INVENTORY.fileName()), Kind.INVENTORY, inventory, durable);
     }
 
     /** Abandons an unfinished image: its temporary pages file is removed. */

@@ -12,8 +12,10 @@ public final class PageFlags {
     public static final int IN_PARENT = PageMap.Flag.IN_PARENT_VALUE;
     /** The run is all zeroes. */
     public static final int ZERO = PageMap.Flag.ZERO_VALUE;
+    /** The run's bytes stay at the source; the destination fetches them through the page server. */
+    public static final int REMOTE = PageMap.Flag.REMOTE_VALUE;
     /** Every defined bit; an entry has exactly one of them. */
-    public static final int KINDS = PRESENT | IN_PARENT | ZERO;
+    public static final int KINDS = PRESENT | IN_PARENT | ZERO | REMOTE;
 
     private PageFlags() {
     }
@@ -29,6 +31,9 @@ public final class PageFlags {
         }
         if ((flags & ZERO) != 0) {
             names.add("ZERO");
+        }
+        if ((flags & REMOTE) != 0) {
+            names.add("REMOTE");
         }
         if ((flags & ~KINDS) != 0) {
             names.add(ImageFile.hex32(flags & ~KINDS));

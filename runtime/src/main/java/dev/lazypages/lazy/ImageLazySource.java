@@ -19,7 +19,7 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * A {@link LazySource} over a local image, for one process: the pages of {@code pid} that are
  * PRESENT in the image or, through IN_PARENT, in one of its parents (resolved once, at
  * {@link #open}, with {@link ImageReader#find}). ZERO runs and pages outside the page map are
- * not stored.
+ * not stored; REMOTE runs are listed apart ({@link #remoteRuns}) and not served here.
  *
  * <p>Pages are read with pread(2) from the pages.img that holds them straight into the
  * caller's page buffer (one copy, from the page cache). CRC-32C: the first read that touches
@@ -46,6 +46,9 @@ public final class ImageLazySource implements LazySource, AutoCloseable {
     private final AtomicLongArray verified;
     private final int[] fds;
     private final List<Run> storedRuns;
+    /** REMOTE runs met while resolving (bytes at the source), sorted, adjacent ones merged. */
+    private final List<Run> remoteRuns;
+    private final List<long[]> remoteSeen = new ArrayList<>();
 
     private record Extent(long vaddr, int pages, int fd, long fileOffset, int run) {
     }
@@ -97,6 +100,18 @@ public final class ImageLazySource implements LazySource, AutoCloseable {
             stored.add(new Run(runStart, (int) ((runEnd - runStart) / pageSize)));
         }
         this.storedRuns = List.copyOf(stored);
+        List<Run> remote = new ArrayList<>();
+        remoteSeen.sort((a, b) -> Long.compareUnsigned(a[0], b[0]));
+        for (long[] r : remoteSeen) {
+            Run last = remote.isEmpty() ? null : remote.getLast();
+            if (last != null && last.end(pageSize) == r[0] && (long) last.nrPages() + r[1] <= Integer.MAX_VALUE) {
+                remote.set(remote.size() - 1, new Run(last.vaddr(), last.nrPages() + (int) r[1]));
+            } else {
+                remote.add(new Run(r[0], (int) r[1]));
+            }
+        }
+        this.remoteRuns = List.copyOf(remote);
+        remoteSeen.clear();
         this.verified = new AtomicLongArray(Math.max(1, (runs.size() + 63) >>> 6));
     }
 
@@ -117,6 +132,7 @@ public final class ImageLazySource implements LazySource, AutoCloseable {
         switch (e.getFlags()) {
             case PageFlags.ZERO -> {
             }
+            case PageFlags.REMOTE -> remoteSeen.add(new long[] {vaddr, nr});
             case PageFlags.PRESENT -> {
                 Integer fd = fdOf.get(r);
                 if (fd == null) {
@@ -169,9 +185,22 @@ public final class ImageLazySource implements LazySource, AutoCloseable {
         return pageSize;
     }
 
+    /**
+     * The stored pages this image holds locally (PRESENT here or through IN_PARENT); REMOTE
+     * runs are not among them (see {@link #remoteRuns}).
+     */
     @Override
     public List<Run> storedRuns() {
         return storedRuns;
+    }
+
+    /**
+     * The REMOTE runs of the process (bytes left at the source: a lazy final dump), sorted,
+     * adjacent runs merged; empty for an ordinary image. {@link CompositeLazySource} serves
+     * them from a remote source.
+     */
+    public List<Run> remoteRuns() {
+        return remoteRuns;
     }
 
     @Override

@@ -3,8 +3,10 @@ package dev.lazypages.restore;
 import dev.lazypages.ffm.Userfaultfd;
 import dev.lazypages.image.ImageReader;
 import dev.lazypages.lazy.AddressRange;
+import dev.lazypages.lazy.CompositeLazySource;
 import dev.lazypages.lazy.ImageLazySource;
 import dev.lazypages.lazy.LazyPageServer;
+import dev.lazypages.lazy.LazySource;
 import dev.lazypages.lazy.LazyStats;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -22,6 +24,7 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
     private ImageReader reader;
     private ImageLazySource source;
     private LazyPageServer server;
+    private long remotePages;
     private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
 
     public ImageLazyHandoff() {
@@ -41,11 +44,34 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
     @Override
     public synchronized void start(int pid, int imagePid, Path imagesDir, Userfaultfd uffd, List<Region> regions)
             throws IOException {
+        start(pid, imagePid, imagesDir, uffd, regions, null);
+    }
+
+    /**
+     * Serves the image's PRESENT and IN_PARENT pages from the image and its REMOTE pages from
+     * {@code remote} through one {@link CompositeLazySource}; {@link #completion()} completes
+     * once every local and remote page is delivered (then the caller tells the source, e.g. the
+     * migration layer sends DONE).
+     *
+     * @throws IllegalArgumentException the image has REMOTE runs and {@code remote} is {@code null}
+     */
+    @Override
+    public synchronized void start(int pid, int imagePid, Path imagesDir, Userfaultfd uffd, List<Region> regions,
+                                   LazySource remote) throws IOException {
         try {
             reader = ImageReader.open(imagesDir);
             source = ImageLazySource.open(reader, imagePid);
+            LazySource served = source;
+            if (!source.remoteRuns().isEmpty()) {
+                if (remote == null) {
+                    throw new IllegalArgumentException("image " + imagesDir + " has REMOTE pages and no remote source serves them");
+                }
+                CompositeLazySource c = new CompositeLazySource(source, remote, source.remoteRuns());
+                remotePages = c.remotePages();
+                served = c;
+            }
             List<AddressRange> ranges = regions.stream().map(r -> new AddressRange(r.start(), r.end())).toList();
-            server = new LazyPageServer(uffd, ranges, source, serverOptions.withTargetPid(pid)).start();
+            server = new LazyPageServer(uffd, ranges, served, serverOptions.withTargetPid(pid)).start();
         } catch (IOException | RuntimeException e) {
             if (server == null) {
                 uffd.close();
@@ -61,6 +87,11 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
                 completion.complete(stats);
             }
         });
+    }
+
+    /** Pages served from the remote source (REMOTE runs of the image); 0 without. */
+    public synchronized long remotePages() {
+        return remotePages;
     }
 
     /** Completes with the server's statistics once every stored page is delivered (or the target exited). */

@@ -1,6 +1,7 @@
 package dev.lazypages.restore;
 
 import dev.lazypages.ffm.Userfaultfd;
+import dev.lazypages.lazy.LazySource;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -29,4 +30,20 @@ public interface LazyHandoff {
      * of {@code imagePid}. Must not block until the process has run: it is still frozen.
      */
     void start(int pid, int imagePid, Path imagesDir, Userfaultfd uffd, List<Region> regions) throws Exception;
+
+    /**
+     * {@link #start(int, int, Path, Userfaultfd, List)} for an image with REMOTE runs: those are
+     * served from {@code remote} (the source's page server), the rest from the image, and the
+     * handoff completes only once both are delivered. {@code remote} is {@code null} when the
+     * image has no REMOTE runs or the restore has no remote source. A handoff that cannot serve
+     * REMOTE runs keeps this default, which refuses a non-null {@code remote}.
+     */
+    default void start(int pid, int imagePid, Path imagesDir, Userfaultfd uffd, List<Region> regions, LazySource remote)
+            throws Exception {
+        if (remote != null) {
+            uffd.close();
+            throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot serve REMOTE pages");
+        }
+        start(pid, imagePid, imagesDir, uffd, regions);
+    }
 }

@@ -23,6 +23,7 @@ import dev.lazypages.image.proto.Process;
 import dev.lazypages.image.proto.SigAction;
 import dev.lazypages.image.proto.ThreadState;
 import dev.lazypages.image.proto.Vma;
+import dev.lazypages.lazy.LazySource;
 import dev.lazypages.proc.NativeStubs;
 import dev.lazypages.proc.ProcFds;
 import dev.lazypages.proc.ProcMaps;
@@ -121,8 +122,14 @@ public final class Restorer {
      * @param stub      lp-stub binary or its directory; null to look it up ({@link NativeStubs})
      * @param handoff   where the uffd goes with {@code lazy}; null without
      * @param progress  one line per step, for verbose output; null for none
+     * @param remote    where the image's REMOTE pages come from (the source's page server); null
+     *                  when the image has none. Lazy: REMOTE pages of private anonymous memory are
+     *                  served through the handoff, those of private file mappings (which a
+     *                  userfaultfd cannot register) are fetched before the process runs. Eager:
+     *                  every REMOTE page is fetched before the process runs.
      */
-    public record Options(Path imagesDir, boolean lazy, Path stub, LazyHandoff handoff, Consumer<String> progress) {
+    public record Options(Path imagesDir, boolean lazy, Path stub, LazyHandoff handoff, Consumer<String> progress,
+                          LazySource remote) {
         public Options {
             if (imagesDir == null) {
                 throw new IllegalArgumentException("no images directory");
@@ -135,21 +142,30 @@ public final class Restorer {
             }
         }
 
+        public Options(Path imagesDir, boolean lazy, Path stub, LazyHandoff handoff, Consumer<String> progress) {
+            this(imagesDir, lazy, stub, handoff, progress, null);
+        }
+
         /** An eager restore of {@code dir} with lp-stub looked up as usual. */
         public static Options eager(Path dir) {
-            return new Options(dir, false, null, null, null);
+            return new Options(dir, false, null, null, null, null);
         }
 
         public Options withStub(Path stubPath) {
-            return new Options(imagesDir, lazy, stubPath, handoff, progress);
+            return new Options(imagesDir, lazy, stubPath, handoff, progress, remote);
         }
 
         public Options withLazy(LazyHandoff h) {
-            return new Options(imagesDir, true, stub, h, progress);
+            return new Options(imagesDir, true, stub, h, progress, remote);
         }
 
         public Options withProgress(Consumer<String> p) {
-            return new Options(imagesDir, lazy, stub, handoff, p);
+            return new Options(imagesDir, lazy, stub, handoff, p, remote);
+        }
+
+        /** The source of the image's REMOTE pages (see {@link Options}). */
+        public Options withRemote(LazySource r) {
+            return new Options(imagesDir, lazy, stub, handoff, progress, r);
         }
     }
 
@@ -161,8 +177,12 @@ public final class Restorer {
      * @param bytesWritten page bytes written eagerly
      * @param lazyBytes    bytes of memory left to the page server (0 when eager)
      * @param millis       wall time of the restore, from opening the image to detach
+     * @param remoteBytesFetched bytes of REMOTE pages fetched from {@link Options#remote} before the
+     *                     process ran (part of {@code bytesWritten})
+     * @param remotePages  REMOTE pages in the image
      */
-    public record Result(int pid, int threads, long bytesWritten, long lazyBytes, long millis) {
+    public record Result(int pid, int threads, long bytesWritten, long lazyBytes, long millis, long remoteBytesFetched,
+                         long remotePages) {
     }
 
     private final Options opts;
@@ -180,6 +200,8 @@ public final class Restorer {
     private long scratchUsed;
     private long bytesWritten;
     private long lazyBytes;
+    private long remotePages;
+    private long remoteBytesFetched;
     private final List<LazyHandoff.Region> lazyRegions = new ArrayList<>();
     private Userfaultfd uffd;
     /** VMAs mapped writable only so that their pages could be written: their final prot. */
@@ -216,7 +238,7 @@ public final class Restorer {
             restoreThreads(tids);
             finish();
             return new Result(pid, proc.getThreadsCount(), bytesWritten, lazyBytes,
-                    TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
+                    TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0), remoteBytesFetched, remotePages);
         } catch (RestoreException e) {
             abort();
             throw e;
@@ -275,6 +297,18 @@ public final class Restorer {
         }
         for (OpenFile f : proc.getFilesList()) {
             checkFile(f);
+        }
+        for (PageMapEntry e : reader.image().pageMap().getEntriesList()) {
+            if (e.getPid() == proc.getPid() && e.getFlags() == PageFlags.REMOTE) {
+                remotePages += Integer.toUnsignedLong(e.getNrPages());
+            }
+        }
+        if (remotePages > 0 && opts.remote() == null) {
+            throw refuse("the image has " + remotePages + " REMOTE pages (a lazy final dump: their bytes stay at the source) "
+                    + "and no remote source was given to fetch them from");
+        }
+        if (remotePages > 0 && opts.remote().pageSize() != ps) {
+            throw refuse("the remote source's page size " + opts.remote().pageSize() + " differs from the image's " + ps);
         }
         if (!Files.isRegularFile(Path.of(proc.getExe()))) {
             throw refuse("executable " + proc.getExe() + " does not exist here");
@@ -664,8 +698,13 @@ public final class Restorer {
                         used = 0;
                         continue;
                     }
-                    view.clear().position(used * ps);
-                    reader.readPages(proc.getPid(), addr, n, view);
+                    if (e.getFlags() == PageFlags.REMOTE) {
+                        opts.remote().readPages(addr, n, buf, (long) used * ps);
+                        remoteBytesFetched += (long) n * ps;
+                    } else {
+                        view.clear().position(used * ps);
+                        reader.readPages(proc.getPid(), addr, n, view);
+                    }
                     ranges.add(new long[] {addr, (long) n * ps});
                     used += n;
                     addr += (long) n * ps;
@@ -846,7 +885,8 @@ public final class Restorer {
         step("start the page server");
         Userfaultfd u = uffd;
         uffd = null; // the handoff owns it now
-        opts.handoff().start(pid, proc.getPid(), opts.imagesDir(), u, List.copyOf(lazyRegions));
+        opts.handoff().start(pid, proc.getPid(), opts.imagesDir(), u, List.copyOf(lazyRegions),
+                remotePages > 0 ? opts.remote() : null);
     }
 
     // ---- 12. go ----
