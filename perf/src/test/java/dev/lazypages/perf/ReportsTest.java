@@ -63,11 +63,104 @@ class ReportsTest {
     }
 
     @Test
-    void helpListsBothSubcommands() {
+    void helpListsEverySubcommand() {
         java.io.StringWriter sw = new java.io.StringWriter();
         picocli.CommandLine cl = new picocli.CommandLine(new Bench());
         cl.setOut(new java.io.PrintWriter(sw));
         assertEquals(0, cl.execute("--help"));
-        assertTrue(sw.toString().contains("restore") && sw.toString().contains("readv"), sw.toString());
+        for (String sub : List.of("restore", "readv", "tracker", "precopy", "fault")) {
+            assertTrue(sw.toString().contains(sub), sub + " missing from " + sw);
+        }
+    }
+
+    @Test
+    void subcommandDefaultsAreTheDocumentedOnes() {
+        picocli.CommandLine cl = new picocli.CommandLine(new Bench());
+        picocli.CommandLine.Model.CommandSpec tracker = cl.getSubcommands().get("tracker").getCommandSpec();
+        assertEquals("1024", tracker.findOption("--size-mib").defaultValue());
+        assertEquals("1", tracker.findOption("--dirty-mib-per-sec").defaultValue());
+        assertEquals("5", tracker.findOption("--repeat").defaultValue());
+        assertEquals("1024", cl.getSubcommands().get("precopy").getCommandSpec().findOption("--size-mib").defaultValue());
+        picocli.CommandLine.Model.CommandSpec pre = cl.getSubcommands().get("precopy").getCommandSpec();
+        assertEquals("0,16,64", pre.findOption("--rates").defaultValue());
+        assertEquals("4", pre.findOption("--threads").defaultValue());
+        assertEquals("4", pre.findOption("--max-iterations").defaultValue());
+        assertEquals("100", pre.findOption("--goal").defaultValue());
+        assertEquals("3", pre.findOption("--repeat").defaultValue());
+        picocli.CommandLine.Model.CommandSpec fault = cl.getSubcommands().get("fault").getCommandSpec();
+        assertEquals("10000", fault.findOption("--pages").defaultValue());
+        assertEquals("0", fault.findOption("--prefetch").defaultValue());
+        assertEquals("false", fault.findOption("--background").defaultValue());
+        assertEquals("5", fault.findOption("--repeat").defaultValue());
+        // --background takes a value, as in `--background true`
+        assertEquals(0, new picocli.CommandLine(new Bench()).parseArgs("fault", "--background", "true").errors().size());
+    }
+
+    @Test
+    void ratesMayBeZeroButNotNegative() {
+        assertEquals(List.of(0, 16, 64), Reports.nonNegativeInts("0,16,64"));
+        assertThrows(IllegalArgumentException.class, () -> Reports.nonNegativeInts("-1"));
+        assertThrows(IllegalArgumentException.class, () -> Reports.positiveInts("0,16"));
+        assertThrows(IllegalArgumentException.class, () -> Reports.nonNegativeInts(" "));
+    }
+
+    @Test
+    void costPerGibAndDirtyRate() {
+        assertEquals(4.0, Reports.msPerGib(2.0, 512L << 20), 1e-12);
+        assertThrows(IllegalArgumentException.class, () -> Reports.msPerGib(1, 0));
+        // 256 pages of 4 KiB = 1 MiB in half a second
+        assertEquals(2.0, Reports.mibPerSecond(256, 4096, 500_000_000L), 1e-12);
+        assertEquals(0.0, Reports.mibPerSecond(256, 4096, 0), 0);
+    }
+
+    @Test
+    void byPositionGroupsRunsOfDifferentLengths() {
+        List<Samples> rows = Reports.byPosition("round %d pages", "pages",
+                List.of(List.of(100.0, 10.0, 5.0), List.of(102.0, 12.0), List.of(98.0)));
+        assertEquals(3, rows.size());
+        assertEquals("round 1 pages", rows.get(0).name());
+        assertEquals(3, rows.get(0).count());
+        assertEquals(100.0, rows.get(0).median());
+        assertEquals(2, rows.get(1).count());
+        assertEquals(11.0, rows.get(1).median());
+        assertEquals(1, rows.get(2).count());
+        assertEquals("round 3 pages", rows.get(2).name());
+        assertTrue(Reports.byPosition("r%d", "x", List.of()).isEmpty());
+    }
+
+    @Test
+    void tallyCountsInOrderOfFirstAppearance() {
+        assertEquals("max-iterations 2/3, goal-reached 1/3",
+                Reports.tally(List.of("max-iterations", "goal-reached", "max-iterations")));
+        assertEquals("", Reports.tally(List.of()));
+    }
+
+    @Test
+    void microsAndHgrmOfANanosecondHistogram() {
+        org.HdrHistogram.Histogram h = new org.HdrHistogram.Histogram(3);
+        assertEquals(0.0, Reports.micros(h, 50), 0);
+        for (int i = 1; i <= 100; i++) {
+            h.recordValue(i * 1000L); // 1..100 µs
+        }
+        assertEquals(50.0, Reports.micros(h, 50), 0.1);
+        assertEquals(99.0, Reports.micros(h, 99), 0.1);
+        assertEquals(100.0, Reports.micros(h, 100), 0.1);
+        String hgrm = Reports.hgrm(h);
+        assertTrue(hgrm.contains("Value     Percentile TotalCount 1/(1-Percentile)"), hgrm);
+        assertTrue(hgrm.contains("#[Max     =      100.031, Total count    =          100]")
+                || hgrm.contains("Total count    =          100"), hgrm);
+    }
+
+    @Test
+    void permutationHoldsEveryIndexOnce() {
+        int[] p = Reports.permutation(1000, new java.util.Random(1));
+        assertEquals(1000, p.length);
+        java.util.BitSet seen = new java.util.BitSet();
+        for (int v : p) {
+            assertTrue(!seen.get(v), "twice: " + v);
+            seen.set(v);
+        }
+        assertEquals(1000, seen.cardinality());
+        assertTrue(!java.util.Arrays.equals(p, java.util.stream.IntStream.range(0, 1000).toArray()), "not shuffled");
     }
 }
