@@ -1,17 +1,18 @@
 package dev.lazypages.cli;
 
-import dev.lazypages.dump.DumpOptions;
-import dev.lazypages.dump.DumpResult;
-import dev.lazypages.dump.Dumper;
+import dev.lazypages.dump.ConvergencePolicy;
 import dev.lazypages.ffm.Features;
 import dev.lazypages.ffm.Posix;
-import dev.lazypages.lazy.LazyStats;
+import dev.lazypages.migrate.MigrationDestination;
+import dev.lazypages.migrate.MigrationMode;
+import dev.lazypages.migrate.MigrationReport;
+import dev.lazypages.migrate.MigrationSource;
+import dev.lazypages.migrate.ServeDaemon;
 import dev.lazypages.proc.NativeStubs;
 import dev.lazypages.proc.ProcException;
-import dev.lazypages.restore.ImageLazyHandoff;
-import dev.lazypages.restore.Restorer;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Comparator;
@@ -24,23 +25,23 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code demo}: the bundled workload (memtouch) checkpointed while it runs and brought back
- * lazily, in one command: dump (the process is frozen only for the dump and then ends), restore
- * with {@code --lazy} (the process runs at once; userfaultfd serves its pages from the image,
- * a background thread fills the rest), then memtouch checks every page itself and its
- * heartbeat goes on in the same log. The network version replaces this once the page server
- * and the migration daemon land (see README).
+ * {@code demo}: a live migration of the bundled workload (memtouch) over loopback, in one
+ * command: a destination daemon ({@code serve}) starts in this process on 127.0.0.1 (random
+ * port, random token), memtouch starts and rewrites its memory, {@link MigrationSource}
+ * migrates it (hybrid by default: pre-copy rounds, then post-copy for the last dirty pages),
+ * memtouch checks every page itself at the destination and its heartbeat goes on in the same
+ * log; the migration report is printed as a table.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true, versionProvider = VersionProvider.class,
         usageHelpAutoWidth = true,
         description = {
-            "Checkpoints the bundled workload while it runs and restores it lazily, then has it verify itself.",
+            "Live-migrates the bundled workload over loopback and has it verify itself.",
             "",
-            "Starts memtouch (a workload whose every page carries its index, version and checksum, and that "
-                    + "rewrites pages while it runs), dumps it to an image directory (it is frozen only for the "
-                    + "dump), restores it with --lazy (it runs at once; each page comes from the image on first "
-                    + "touch, a background thread fills the rest), and asks it to verify every page (SIGUSR1). "
-                    + "Network migration (pre-copy, post-copy, hybrid) will replace this when it lands."
+            "Starts a destination daemon in this process on 127.0.0.1 (random port and token), starts memtouch "
+                    + "(a workload whose every page carries its index, version and checksum, and that rewrites "
+                    + "pages while it runs), migrates it (--mode, hybrid by default: copy rounds while it runs, "
+                    + "then it runs at the destination at once and the last dirty pages follow on demand), asks "
+                    + "it to verify every page (SIGUSR1) and prints the migration report."
         })
 public final class DemoCommand implements Callable<Integer> {
     @Spec
@@ -55,13 +56,14 @@ public final class DemoCommand implements Callable<Integer> {
     @Option(names = "--dirty-mib-per-sec", defaultValue = "8", description = "Dirty rate of the workload (default ${DEFAULT-VALUE}).")
     private int dirtyRate;
 
-    @Option(names = "--eager", description = "Restore eagerly (every page written before the process runs) instead of lazily.")
-    private boolean eager;
+    @Option(names = "--mode", defaultValue = "hybrid", paramLabel = "pre-copy|post-copy|hybrid",
+            description = "How memory moves (default ${DEFAULT-VALUE}).")
+    private String mode;
 
     @Option(names = "--stubs-dir", description = "Where memtouch and lp-stub are (default: native-stubs/target/bin next to the jar, or $LAZYPAGES_STUBS_DIR).")
     private Path stubsDir;
 
-    @Option(names = "--keep", description = "Keep the image directory and leave the restored memtouch running.")
+    @Option(names = "--keep", description = "Keep the work directory, the report and the migrated memtouch running.")
     private boolean keep;
 
     private PrintWriter out;
@@ -72,57 +74,56 @@ public final class DemoCommand implements Callable<Integer> {
         if (sizeMib < 1 || threads < 1 || dirtyRate < 0) {
             throw new IllegalArgumentException("--size-mib and --threads must be at least 1, --dirty-mib-per-sec at least 0");
         }
+        MigrationMode m = MigrationMode.parse(mode);
         Features.ptrace().ensureAvailable();
-        Features.userfaultfd().ensureAvailable();
+        if (m.lazy()) {
+            Features.userfaultfd().ensureAvailable();
+        }
         Path memtouch = stub("memtouch");
         Path lpStub = stub(NativeStubs.LP_STUB);
         Path work = Files.createTempDirectory("lazy-pages-demo");
         Path log = work.resolve("memtouch.log");
-        Path images = work.resolve("images");
-        int pid = Features.spawnDetachedWithLog(log, memtouch.toString(), "--size-mib", Integer.toString(sizeMib),
-                "--threads", Integer.toString(threads), "--dirty-mib-per-sec", Integer.toString(dirtyRate));
-        int restored = -1;
-        try {
+        Path report = work.resolve("report.json");
+        MigrationDestination.Options dest = new MigrationDestination.Options(work.resolve("serve"), lpStub, null, false, null,
+                null, null, null, null, null);
+        int pid = -1;
+        int migrated = -1;
+        try (ServeDaemon daemon = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), null, dest))) {
+            say("serve     destination daemon on 127.0.0.1:%d (token %s...)", daemon.address().getPort(),
+                    daemon.token().substring(0, 8));
+            pid = Features.spawnDetachedWithLog(log, memtouch.toString(), "--size-mib", Integer.toString(sizeMib),
+                    "--threads", Integer.toString(threads), "--dirty-mib-per-sec", Integer.toString(dirtyRate));
             awaitLine(log, "HEARTBEAT 2", 30_000);
             say("workload  memtouch pid %d: %d MiB, %d threads rewriting %d MiB/s (log %s)", pid, sizeMib, threads, dirtyRate, log);
-
-            DumpResult d = Dumper.dump(pid, DumpOptions.of(images));
-            say("dump      %d threads, %d VMAs, %.1f MiB stored; frozen %d ms, %d ms in all -> %s", d.threads(), d.vmas(),
-                    d.bytesStored() / 1048576.0, d.frozenMillis(), d.totalMillis(), images);
-            long beatAtDump = lastHeartbeat(log);
-
-            ImageLazyHandoff lazy = eager ? null : new ImageLazyHandoff();
-            Restorer.Options opts = Restorer.Options.eager(images).withStub(lpStub);
-            if (lazy != null) {
-                opts = opts.withLazy(lazy);
-            }
-            Restorer.Result r = Restorer.restore(opts);
-            restored = r.pid();
-            say("restore   pid %d running after %d ms (%s, %.1f MiB written before it ran)", r.pid(), r.millis(),
-                    eager ? "eager" : "lazy", r.bytesWritten() / 1048576.0);
-            if (lazy != null) {
-                LazyStats s = lazy.completion().join();
-                say("lazy      every page in after %d ms: %d faults served (%d from the image, %d zero pages), fault "
-                                + "service p50 %.1f µs, p99 %.1f µs; background %d pages at %.0f MiB/s",
-                        s.timeToCompletion().toMillis(), s.faults(), s.faultsCopied(), s.zeroPages(), s.copyMicros(50),
-                        s.copyMicros(99), s.pagesByBackground(), s.backgroundMiBps());
-            }
-
-            Posix.kill(restored, Posix.SIGUSR1);
+            long beatAtStart = lastHeartbeat(log);
+            MigrationSource.Options o = MigrationSource.Options.defaults().withMode(m).withToken(daemon.token())
+                    .withLimits(new ConvergencePolicy.Limits(ConvergencePolicy.Limits.DEFAULT_MAX_ITERATIONS,
+                            ConvergencePolicy.Limits.DEFAULT_GOAL_PERCENT, 0))
+                    .withReport(report).withProgress(line -> say("migrate   %s", line));
+            MigrationReport r = MigrationSource.run(pid, daemon.address(), o);
+            migrated = r.destinationPid;
+            long beatAtEnd = lastHeartbeat(log);
+            Posix.kill(migrated, Posix.SIGUSR1);
             String verify = awaitLine(log, "VERIFY ", 30_000);
-            awaitLine(log, "HEARTBEAT " + (beatAtDump + 2), 5_000);
-            say("verify    %s; heartbeat went on from %d in the same log", verify, beatAtDump);
+            awaitLine(log, "HEARTBEAT " + (beatAtEnd + 2), 10_000);
+            say("verify    %s; heartbeat went on from %d to past %d in the same log (pid %d, was %d)", verify, beatAtStart,
+                    beatAtEnd + 2, migrated, pid);
+            say("report    (%s)", keep ? report : "JSON with --keep");
+            out.print(r.table());
+            out.flush();
             if (!verify.startsWith("VERIFY OK")) {
                 say("demo      FAILED: memtouch found pages that differ from what it wrote");
                 return ExitCodes.FAILED;
             }
-            say("demo      OK%s", keep ? " (restored memtouch pid " + restored + " left running; image in " + images + ")" : "");
+            say("demo      OK%s", keep ? " (migrated memtouch pid " + migrated + " left running; work dir " + work + ")" : "");
             return ExitCodes.OK;
         } finally {
-            killQuietly(pid); // the dump ended it already unless it failed first
+            if (pid > 0) {
+                killQuietly(pid); // gone already unless the migration failed
+            }
             if (!keep) {
-                if (restored > 0) {
-                    killQuietly(restored);
+                if (migrated > 0) {
+                    killQuietly(migrated);
                 }
                 deleteTree(work);
             }
@@ -138,8 +139,10 @@ public final class DemoCommand implements Callable<Integer> {
     }
 
     private void say(String fmt, Object... args) {
-        out.println(String.format(Locale.ROOT, fmt, args));
-        out.flush();
+        synchronized (this) {
+            out.println(String.format(Locale.ROOT, fmt, args));
+            out.flush();
+        }
     }
 
     private static void killQuietly(int pid) {

@@ -11,9 +11,9 @@ import picocli.CommandLine.Command;
             "It seizes a process with ptrace, copies its memory while it runs, freezes it for the final state "
                     + "and serves the pages the destination still misses.",
             "",
-            "Status: check, dump, pre-dump, pre-copy and inspect work; migrate is not built yet (see README)."
+            "Commands: migrate (live migration to a lazy-pages serve daemon: pre-copy, post-copy or hybrid), dump, pre-dump, pre-copy, inspect, check. Not built yet: the CRIU-style --lazy-pages page server, network recovery (see README)."
         },
-        subcommands = {CheckCommand.class, DumpCommand.class, PreDumpCommand.class, PreCopyCommand.class, InspectCommand.class},
+        subcommands = {CheckCommand.class, MigrateCommand.class, DumpCommand.class, PreDumpCommand.class, PreCopyCommand.class, InspectCommand.class},
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
 public final class LazyDump extends TopLevelCommand {
     public static void main(String[] args) {

@@ -8,26 +8,31 @@ import org.junit.jupiter.api.Test;
 
 class DemoIT {
     @Test
-    void demoDumpsMemtouchRestoresItLazilyAndItVerifies() throws Exception {
+    void demoMigratesMemtouchHybridOverLoopbackAndItVerifies() throws Exception {
         String stubs = System.getProperty("lazypages.stubs.dir");
-        JarRunner.Result r = JarRunner.run("lazy-pages.jar", Duration.ofSeconds(120), "demo", "--size-mib", "64",
+        JarRunner.Result r = JarRunner.run("lazy-pages.jar", Duration.ofSeconds(180), "demo", "--size-mib", "64",
                 "--threads", "4", "--dirty-mib-per-sec", "32", "--stubs-dir", stubs);
         assertEquals(0, r.exitCode(), r.toString());
-        assertTrue(r.stdout().contains("dump      5 threads"), r.toString());
-        assertTrue(r.stdout().contains("(lazy, 0.0 MiB written before it ran)"), r.toString());
+        assertTrue(r.stdout().contains("serve     destination daemon on 127.0.0.1:"), r.toString());
         assertTrue(r.stdout().contains("VERIFY OK pages=16384"), r.toString());
+        assertTrue(r.stdout().contains("heartbeat went on"), r.toString());
+        for (String row : new String[] {"mode               hybrid", "rounds", "stop reason", "downtime ms", "bytes pre-copy",
+            "bytes post-copy", "faults", "fault latency us", "background MiB/s", "total ms"}) {
+            assertTrue(r.stdout().contains("  " + row), "table row '" + row + "': " + r);
+        }
         assertTrue(r.stdout().contains("demo      OK"), r.toString());
         assertEquals("", r.stderr(), r.toString());
     }
 
     @Test
-    void eagerDemoWritesEveryPageFirst() throws Exception {
+    void preCopyDemoRestoresEveryPageBeforeItRuns() throws Exception {
         String stubs = System.getProperty("lazypages.stubs.dir");
-        JarRunner.Result r = JarRunner.run("lazy-pages.jar", Duration.ofSeconds(120), "demo", "--size-mib", "32",
-                "--eager", "--stubs-dir", stubs);
+        JarRunner.Result r = JarRunner.run("lazy-pages.jar", Duration.ofSeconds(180), "demo", "--size-mib", "32",
+                "--mode", "pre-copy", "--stubs-dir", stubs);
         assertEquals(0, r.exitCode(), r.toString());
-        assertTrue(r.stdout().contains("eager"), r.toString());
+        assertTrue(r.stdout().contains("mode               pre-copy"), r.toString());
         assertTrue(r.stdout().contains("VERIFY OK pages=8192"), r.toString());
+        assertEquals("", r.stderr(), r.toString());
     }
 
     @Test

@@ -1,0 +1,91 @@
+package dev.lazypages.migrate;
+
+import dev.lazypages.dump.FrozenProcess;
+import dev.lazypages.lazy.LazySource;
+import dev.lazypages.lazy.RemoteLazySource;
+import dev.lazypages.net.PageClient;
+import dev.lazypages.net.PageProvider;
+import dev.lazypages.net.PageServer;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import org.HdrHistogram.Histogram;
+
+/** {@link PagePlane} over dev.lazypages.net's {@link PageServer}, {@link PageClient} and {@link RemoteLazySource}. */
+final class NetPagePlane implements PagePlane {
+    @Override
+    public Server serve(InetAddress bind, FrozenProcess frozen, String token) throws IOException {
+        PageProvider provider = new PageProvider() {
+            @Override
+            public int pageSize() {
+                return frozen.pageSize();
+            }
+
+            @Override
+            public void readPages(long vaddr, int nrPages, ByteBuffer directDst) throws IOException {
+                try {
+                    frozen.readPages(vaddr, nrPages, directDst);
+                } catch (RuntimeException e) {
+                    throw new IOException(e.getMessage(), e);
+                }
+            }
+        };
+        PageServer s = PageServer.start(new InetSocketAddress(bind, 0), provider, token);
+        return new Server() {
+            @Override
+            public int port() {
+                return s.localAddress().getPort();
+            }
+
+            @Override
+            public CompletableFuture<?> done() {
+                return s.done();
+            }
+
+            @Override
+            public Histogram serveLatency() {
+                return s.serveLatency();
+            }
+
+            @Override
+            public void close() {
+                s.close();
+            }
+        };
+    }
+
+    @Override
+    public Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs) throws IOException {
+        PageClient c = PageClient.connect(server, token);
+        RemoteLazySource src;
+        try {
+            src = new RemoteLazySource(c, runs);
+        } catch (RuntimeException e) {
+            c.close();
+            throw e;
+        }
+        return new Client() {
+            @Override
+            public LazySource source() {
+                return src;
+            }
+
+            @Override
+            public void done() throws IOException {
+                c.done();
+            }
+
+            @Override
+            public void close() {
+                try {
+                    src.close();
+                } finally {
+                    c.close();
+                }
+            }
+        };
+    }
+}

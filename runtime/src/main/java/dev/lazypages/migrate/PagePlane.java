@@ -1,0 +1,45 @@
+package dev.lazypages.migrate;
+
+import dev.lazypages.dump.FrozenProcess;
+import dev.lazypages.lazy.LazySource;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import org.HdrHistogram.Histogram;
+
+/** The page plane as the migration uses it: a page server over the frozen source, a page client at the destination. */
+public interface PagePlane {
+    /** The source's page server. */
+    interface Server extends AutoCloseable {
+        int port();
+
+        /** Completes when the destination's client said DONE. */
+        CompletableFuture<?> done();
+
+        /** Request service latency (ns), or null. */
+        Histogram serveLatency();
+
+        @Override
+        void close();
+    }
+
+    /** The destination's page client. */
+    interface Client extends AutoCloseable {
+        /** The REMOTE pages, as the restorer reads them. */
+        LazySource source();
+
+        /** Tells the server every page is in. */
+        void done() throws IOException;
+
+        @Override
+        void close();
+    }
+
+    /** Serves {@code frozen}'s REMOTE pages on {@code bind}, an ephemeral port. */
+    Server serve(InetAddress bind, FrozenProcess frozen, String token) throws IOException;
+
+    /** Connects to the source's page server for the REMOTE {@code runs}. */
+    Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs) throws IOException;
+}

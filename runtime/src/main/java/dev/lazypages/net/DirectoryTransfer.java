@@ -1,0 +1,314 @@
+package dev.lazypages.net;
+
+import com.google.protobuf.ByteString;
+import com.google.protobuf.UnsafeByteOperations;
+import dev.lazypages.net.proto.ControlMessage;
+import dev.lazypages.net.proto.DirectoryDone;
+import dev.lazypages.net.proto.FileChunk;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Stream;
+import java.util.zip.CRC32C;
+
+/**
+ * Moves an image directory (flat: regular files only) over a {@link ControlConnection}, as
+ * {@link FileChunk}s of at most {@link #CHUNK_BYTES} followed by one {@link DirectoryDone} with
+ * the CRC-32C of every file.
+ *
+ * <p>The receiver writes into a hidden temporary directory next to the target ({@code
+ * .incoming-<name>-<nanos>}), each file mode 0600 under a temporary name ({@code .<name>.part})
+ * renamed when complete, checks names, sizes and CRCs when DirectoryDone arrives, then renames
+ * the directory into place (mode 0700). On any failure it deletes the temporary directory and
+ * throws; nothing half-received is ever visible under the final name.
+ */
+public final class DirectoryTransfer {
+    /** Largest FileChunk payload. */
+    public static final int CHUNK_BYTES = 1 << 20;
+    /** How long {@link #receive(ControlConnection, Path)} waits for each message. */
+    public static final Duration DEFAULT_IDLE_TIMEOUT = Duration.ofSeconds(60);
+    private static final Set<PosixFilePermission> FILE_0600 = PosixFilePermissions.fromString("rw-------");
+    private static final Set<PosixFilePermission> DIR_0700 = PosixFilePermissions.fromString("rwx------");
+
+    private DirectoryTransfer() {
+    }
+
+    /** What was sent or received. */
+    public record Stats(Path dir, int files, long bytes, Duration elapsed) {
+        public double mibPerSecond() {
+            double s = elapsed.toNanos() / 1e9;
+            return s > 0 ? bytes / (1024.0 * 1024.0) / s : 0;
+        }
+    }
+
+    /**
+     * Sends every regular file of {@code dir} (sorted by name; subdirectories and other entries
+     * are skipped), then DirectoryDone. Blocks on the connection's back-pressure.
+     */
+    public static Stats send(ControlConnection c, int round, Path dir) throws IOException {
+        long t0 = System.nanoTime();
+        String dirName = checkName(dir.getFileName() == null ? "" : dir.getFileName().toString(), "directory");
+        List<Path> files = new ArrayList<>();
+        try (Stream<Path> s = Files.list(dir)) {
+            s.filter(p -> Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS)).sorted().forEach(files::add);
+        }
+        DirectoryDone.Builder done = DirectoryDone.newBuilder().setRound(round).setDirName(dirName)
+                .setFileCount(files.size());
+        long total = 0;
+        for (Path f : files) {
+            String name = checkName(f.getFileName().toString(), "file");
+            int mode = 0600;
+            try {
+                mode = toMode(Files.getPosixFilePermissions(f, LinkOption.NOFOLLOW_LINKS));
+            } catch (UnsupportedOperationException ignored) {
+                // not a POSIX file system: the default will do, the receiver writes 0600 anyway
+            }
+            CRC32C crc = new CRC32C();
+            try (FileChannel in = FileChannel.open(f, StandardOpenOption.READ)) {
+                long offset = 0;
+                boolean sentAny = false;
+                while (true) {
+                    byte[] buf = new byte[CHUNK_BYTES]; // handed to protobuf without a copy: never reused
+                    int n = readFully(in, ByteBuffer.wrap(buf));
+                    if (n == 0 && sentAny) {
+                        break;
+                    }
+                    crc.update(buf, 0, n);
+                    ByteString data = n == 0 ? ByteString.EMPTY : UnsafeByteOperations.unsafeWrap(buf, 0, n);
+                    c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(name)
+                            .setOffset(offset).setData(data).setMode(mode)).build());
+                    sentAny = true;
+                    offset += n;
+                    if (n < CHUNK_BYTES) {
+                        break;
+                    }
+                }
+                total += offset;
+            }
+            done.putCrc32C(name, (int) crc.getValue());
+        }
+        done.setTotalBytes(total);
+        c.send(ControlMessage.newBuilder().setDirectoryDone(done).build());
+        return new Stats(dir, files.size(), total, Duration.ofNanos(System.nanoTime() - t0));
+    }
+
+    /** {@link #receive(ControlConnection, Path, Duration)} waiting up to a minute per message. */
+    public static Path receive(ControlConnection c, Path intoParent) throws IOException, InterruptedException {
+        return receive(c, intoParent, DEFAULT_IDLE_TIMEOUT).dir();
+    }
+
+    /**
+     * Receives one directory into {@code intoParent}; returns where it is. Every message until
+     * DirectoryDone must be a FileChunk of the same round.
+     *
+     * @throws IOException on a bad name, out-of-order chunk, size or CRC mismatch, an existing target,
+     *                     an unexpected message, or a closed connection
+     */
+    public static Stats receive(ControlConnection c, Path intoParent, Duration idleTimeout)
+            throws IOException, InterruptedException {
+        long t0 = System.nanoTime();
+        Path tmp = intoParent.resolve(".incoming-" + System.nanoTime());
+        Files.createDirectory(tmp, PosixFilePermissions.asFileAttribute(DIR_0700));
+        boolean ok = false;
+        Map<String, Incoming> files = new HashMap<>();
+        Incoming cur = null;
+        int round = -1;
+        try {
+            while (true) {
+                ControlMessage m = c.receive(idleTimeout);
+                if (m.hasFileChunk()) {
+                    FileChunk ch = m.getFileChunk();
+                    if (round < 0) {
+                        round = ch.getRound();
+                    } else if (ch.getRound() != round) {
+                        throw new IOException("chunk of round " + ch.getRound() + " while receiving round " + round);
+                    }
+                    String name = checkName(ch.getName(), "file");
+                    if (ch.getData().size() > CHUNK_BYTES) {
+                        throw new IOException("chunk of " + name + " holds " + ch.getData().size() + " bytes, more than "
+                                + CHUNK_BYTES);
+                    }
+                    if (cur == null || !cur.name.equals(name)) {
+                        if (cur != null) {
+                            cur.finish();
+                        }
+                        if (files.containsKey(name)) {
+                            throw new IOException("file " + name + " sent twice");
+                        }
+                        cur = new Incoming(tmp, name);
+                        files.put(name, cur);
+                    }
+                    cur.write(ch.getOffset(), ch.getData());
+                } else if (m.hasDirectoryDone()) {
+                    if (cur != null) {
+                        cur.finish();
+                        cur = null;
+                    }
+                    DirectoryDone d = m.getDirectoryDone();
+                    String dirName = checkName(d.getDirName(), "directory");
+                    verify(d, files, round);
+                    Path target = intoParent.resolve(dirName);
+                    if (Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
+                        throw new FileAlreadyExistsException(target.toString(), null, "directory already received");
+                    }
+                    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+                    ok = true;
+                    long bytes = files.values().stream().mapToLong(i -> i.size).sum();
+                    return new Stats(target, files.size(), bytes, Duration.ofNanos(System.nanoTime() - t0));
+                } else {
+                    throw new IOException("unexpected " + m.getBodyCase() + " during a directory transfer");
+                }
+            }
+        } finally {
+            if (cur != null) {
+                cur.closeQuietly();
+            }
+            if (!ok) {
+                for (Incoming i : files.values()) {
+                    i.closeQuietly();
+                }
+                deleteQuietly(tmp);
+            }
+        }
+    }
+
+    private static void verify(DirectoryDone d, Map<String, Incoming> files, int round) throws IOException {
+        if (round >= 0 && d.getRound() != round) {
+            throw new IOException("DirectoryDone of round " + d.getRound() + " ends round " + round);
+        }
+        if (d.getFileCount() != files.size() || d.getCrc32CCount() != files.size()) {
+            throw new IOException("directory " + d.getDirName() + ": " + files.size() + " files received, sender says "
+                    + d.getFileCount() + " (" + d.getCrc32CCount() + " CRCs)");
+        }
+        long total = 0;
+        for (Incoming i : files.values()) {
+            Integer want = d.getCrc32CMap().get(i.name);
+            if (want == null) {
+                throw new IOException("file " + i.name + " received but not listed in DirectoryDone");
+            }
+            int got = (int) i.crc.getValue();
+            if (got != want) {
+                throw new IOException(String.format("CRC-32C mismatch in %s: received %08x, sender says %08x", i.name, got,
+                        want));
+            }
+            total += i.size;
+        }
+        if (total != d.getTotalBytes()) {
+            throw new IOException("directory " + d.getDirName() + ": " + total + " bytes received, sender says "
+                    + d.getTotalBytes());
+        }
+    }
+
+    /** A file being received: written in order under a temporary name, renamed by finish(). */
+    private static final class Incoming {
+        final String name;
+        final Path part;
+        final Path done;
+        final FileChannel out;
+        final CRC32C crc = new CRC32C();
+        long size;
+        boolean finished;
+
+        Incoming(Path dir, String name) throws IOException {
+            this.name = name;
+            this.part = dir.resolve("." + name + ".part");
+            this.done = dir.resolve(name);
+            this.out = FileChannel.open(part, Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE),
+                    PosixFilePermissions.asFileAttribute(FILE_0600));
+        }
+
+        void write(long offset, ByteString data) throws IOException {
+            if (finished) {
+                throw new IOException("file " + name + " continued after another file started");
+            }
+            if (offset != size) {
+                throw new IOException("chunk of " + name + " at offset " + offset + ", expected " + size);
+            }
+            for (ByteBuffer b : data.asReadOnlyByteBufferList()) {
+                crc.update(b.duplicate());
+                while (b.hasRemaining()) {
+                    out.write(b);
+                }
+            }
+            size += data.size();
+        }
+
+        void finish() throws IOException {
+            if (!finished) {
+                finished = true;
+                out.close();
+                Files.move(part, done, StandardCopyOption.ATOMIC_MOVE);
+            }
+        }
+
+        void closeQuietly() {
+            try {
+                out.close();
+            } catch (IOException ignored) {
+                // cleanup
+            }
+        }
+    }
+
+    /** A file or directory name as received: one path component, nothing that climbs out. */
+    static String checkName(String name, String what) throws IOException {
+        if (name.isEmpty() || name.equals(".") || name.equals("..") || name.indexOf('/') >= 0 || name.indexOf('\0') >= 0
+                || name.startsWith(".incoming-") || name.endsWith(".part") || name.length() > 255) {
+            throw new IOException("bad " + what + " name " + quote(name));
+        }
+        return name;
+    }
+
+    private static String quote(String s) {
+        return "\"" + s.replace("\0", "\\0") + "\"";
+    }
+
+    private static int readFully(FileChannel in, ByteBuffer b) throws IOException {
+        int n = 0;
+        while (b.hasRemaining()) {
+            int r = in.read(b);
+            if (r < 0) {
+                break;
+            }
+            n += r;
+        }
+        return n;
+    }
+
+    private static int toMode(Set<PosixFilePermission> perms) {
+        int mode = 0;
+        for (PosixFilePermission p : perms) {
+            mode |= 1 << (8 - p.ordinal()); // OWNER_READ is 0400 ... OTHERS_EXECUTE is 0001
+        }
+        return mode;
+    }
+
+    private static void deleteQuietly(Path dir) {
+        try (Stream<Path> s = Files.list(dir)) {
+            s.forEach(p -> {
+                try {
+                    Files.deleteIfExists(p);
+                } catch (IOException ignored) {
+                    // best effort
+                }
+            });
+            Files.deleteIfExists(dir);
+        } catch (IOException ignored) {
+            // best effort
+        }
+    }
+}

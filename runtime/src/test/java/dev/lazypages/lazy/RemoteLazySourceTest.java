@@ -1,0 +1,199 @@
+package dev.lazypages.lazy;
+
+import static dev.lazypages.lazy.LazyFixture.PS;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazypages.ffm.PageBuffer;
+import dev.lazypages.ffm.Posix;
+import dev.lazypages.ffm.Userfaultfd;
+import dev.lazypages.ffm.testing.Requires;
+import dev.lazypages.net.PageClient;
+import dev.lazypages.net.PageProvider;
+import dev.lazypages.net.PageServer;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A real {@link LazyPageServer} on this JVM's own memory (see {@link LazyFixture}) whose pages
+ * come over loopback from a {@link PageServer}: faults on the FAULT connection, the background
+ * sweep on the BULK connection.
+ */
+class RemoteLazySourceTest {
+    private static final long FEATURES = Userfaultfd.FEATURE_EVENT_REMOVE | Userfaultfd.FEATURE_EVENT_UNMAP
+            | Userfaultfd.FEATURE_EVENT_REMAP;
+    private static final int SEED = 11;
+
+    @TempDir
+    Path tmp;
+    private final List<AutoCloseable> cleanup = new ArrayList<>();
+
+    @AfterEach
+    void release() throws Exception {
+        for (int i = cleanup.size() - 1; i >= 0; i--) {
+            cleanup.get(i).close();
+        }
+    }
+
+    /** Pages as LazyFixture's images hold them, generated from the address. */
+    private static final class Generated implements PageProvider {
+        @Override
+        public int pageSize() {
+            return PS;
+        }
+
+        @Override
+        public void readPages(long vaddr, int nrPages, ByteBuffer dst) {
+            ByteBuffer w = dst.order(ByteOrder.nativeOrder());
+            for (int p = 0; p < nrPages; p++) {
+                long a = vaddr + (long) p * PS;
+                for (int i = 0; i < PS; i += 8) {
+                    w.putLong(p * PS + i, LazyFixture.word(SEED, a, i));
+                }
+            }
+        }
+    }
+
+    private static List<LazySource.Run> runs(long base, BitSet stored) {
+        List<LazySource.Run> runs = new ArrayList<>();
+        for (int i = stored.nextSetBit(0); i >= 0; ) {
+            int end = stored.nextClearBit(i);
+            runs.add(new LazySource.Run(base + (long) i * PS, end - i));
+            i = stored.nextSetBit(end);
+        }
+        return runs;
+    }
+
+    private byte[] expected(BitSet stored, long base, int page) {
+        return stored.get(page) ? LazyFixture.page(SEED, base + (long) page * PS) : new byte[PS];
+    }
+
+    private void serveRemotely(int pages, BitSet stored, LazyPageServer.Options options, int[] touch) throws Exception {
+        Requires.userfaultfd();
+        PageServer remote = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), new Generated(),
+                "tok");
+        cleanup.add(remote);
+        PageClient client = PageClient.connect(remote.localAddress(), "tok");
+        cleanup.add(client);
+
+        PageBuffer mem = Posix.mmapAnonymous((long) pages * PS);
+        long base = mem.address();
+        cleanup.add(() -> Posix.munmap(mem));
+        Userfaultfd uffd = Userfaultfd.open(true);
+        Userfaultfd.Api api = uffd.api(FEATURES);
+        assertTrue(api.has(FEATURES), api.toString());
+        uffd.register(base, (long) pages * PS, Userfaultfd.REGISTER_MODE_MISSING);
+        RemoteLazySource source = new RemoteLazySource(client, runs(base, stored));
+        cleanup.add(source);
+        LazyPageServer server = new LazyPageServer(uffd, List.of(new AddressRange(base, base + (long) pages * PS)), source,
+                options);
+        cleanup.add(server::close);
+        server.start();
+
+        List<CompletableFuture<byte[]>> seen = new ArrayList<>();
+        for (int p : touch) {
+            seen.add(LazyFixture.touch(mem, p, tmp));
+        }
+        for (int i = 0; i < touch.length; i++) {
+            assertArrayEquals(expected(stored, base, touch[i]), seen.get(i).get(20, TimeUnit.SECONDS),
+                    "page " + touch[i] + " as the fault saw it");
+        }
+        LazyStats st = server.completion().get(60, TimeUnit.SECONDS);
+        for (int p = 0; p < pages; p++) {
+            assertArrayEquals(expected(stored, base, p), LazyFixture.read(mem, p), "page " + p + " after completion");
+        }
+        assertEquals(stored.cardinality(), st.pagesByFault() + st.pagesByBackground() + st.pagesFoundPresent(),
+                st.toString());
+        assertTrue(remote.servedPages() >= st.pagesByFault() + st.pagesByBackground(), st + " vs " + remote.servedPages());
+        if (options.background()) {
+            assertTrue(source.pagesFromReadahead() > 0, "readahead used: " + source.pagesFromReadahead() + " vs "
+                    + source.pagesFetchedDirectly());
+        }
+        client.done();
+        remote.done().get(10, TimeUnit.SECONDS);
+    }
+
+    @Test
+    void readaheadServesASweepWithSkipsAndASecondPassCorrectly() throws Exception {
+        PageServer remote = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), new Generated(),
+                "tok");
+        cleanup.add(remote);
+        PageClient client = PageClient.connect(remote.localAddress(), "tok");
+        cleanup.add(client);
+        long base = 0x5500_0000_0000L;
+        List<LazySource.Run> runs = List.of(new LazySource.Run(base, 1000), new LazySource.Run(base + 1003L * PS, 1),
+                new LazySource.Run(base + 1100L * PS, 900));
+        RemoteLazySource source = new RemoteLazySource(client, runs);
+        cleanup.add(source);
+        PageBuffer buf = PageBuffer.allocate(64);
+        cleanup.add(buf);
+        java.util.Random rnd = new java.util.Random(3);
+        for (int pass = 0; pass < 2; pass++) {
+            for (LazySource.Run r : runs) {
+                int i = 0;
+                while (i < r.nrPages()) {
+                    if (rnd.nextInt(10) == 0) { // a fault delivered some pages: the sweep skips them
+                        i += 1 + rnd.nextInt(100);
+                        continue;
+                    }
+                    int k = Math.min(1 + rnd.nextInt(64), r.nrPages() - i);
+                    long v = r.vaddr() + (long) i * PS;
+                    buf.clear();
+                    source.readPagesInBackground(v, k, buf, 0);
+                    for (int p = 0; p < k; p++) {
+                        byte[] got = new byte[PS];
+                        buf.copyTo((long) p * PS, got, 0, PS);
+                        assertArrayEquals(LazyFixture.page(SEED, v + (long) p * PS), got, "page at 0x"
+                                + Long.toHexString(v + (long) p * PS));
+                    }
+                    i += k;
+                }
+            }
+        }
+        assertTrue(source.pagesFromReadahead() > source.pagesFetchedDirectly(), source.pagesFromReadahead() + " vs "
+                + source.pagesFetchedDirectly());
+    }
+
+    @Test
+    void faultsAndBackgroundSweepGetEveryPageOverTheNetwork() throws Exception {
+        int pages = 2048; // 8 MiB
+        BitSet stored = new BitSet();
+        stored.set(0, 700);
+        stored.set(710, 1500);
+        stored.set(1501);
+        stored.set(1600, 2048);
+        serveRemotely(pages, stored, LazyPageServer.Options.defaults(), new int[] {5, 1800, 705, 1501, 2047});
+    }
+
+    @Test
+    void faultsAloneGetTheirPagesOverTheFaultConnection() throws Exception {
+        BitSet stored = new BitSet();
+        stored.set(2, 5);
+        stored.set(9);
+        serveRemotely(16, stored, LazyPageServer.Options.defaults().withBackground(false).withPrefetchPages(0),
+                new int[] {3, 9, 2, 4});
+    }
+
+    @Test
+    void runsAreSortedAndAdjacentOnesMerged() {
+        List<LazySource.Run> in = List.of(new LazySource.Run(10L * PS, 2), new LazySource.Run(0, 3),
+                new LazySource.Run(3L * PS, 1), new LazySource.Run(12L * PS, 4));
+        assertEquals(List.of(new LazySource.Run(0, 4), new LazySource.Run(10L * PS, 6)), RemoteLazySource.normalize(in, PS));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> RemoteLazySource.normalize(
+                List.of(new LazySource.Run(0, 3), new LazySource.Run(2L * PS, 1)), PS));
+        assertTrue(e.getMessage().contains("overlap"), e.getMessage());
+    }
+}

@@ -1,0 +1,235 @@
+package dev.lazypages.migrate;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazypages.dump.ConvergencePolicy;
+import dev.lazypages.ffm.testing.Requires;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/** Live migrations of memtouch over loopback, source and destination daemon in this JVM. */
+@org.junit.jupiter.api.Timeout(180)
+class MigrationTest {
+    @TempDir
+    Path tmp;
+    private final List<AutoCloseable> cleanup = new ArrayList<>();
+    private final List<ServeDaemon> daemons = new ArrayList<>();
+    private final List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
+
+    @BeforeEach
+    void needs() {
+        Requires.root();
+        Requires.ptrace();
+        Requires.userfaultfd();
+    }
+
+    @AfterEach
+    void closeAll() throws Exception {
+        for (AutoCloseable c : cleanup.reversed()) {
+            c.close();
+        }
+        for (ServeDaemon d : daemons) {
+            for (MigrationReport r : d.reports()) {
+                try {
+                    if (r.destinationPid > 0 && Memtouch.alive(r.destinationPid)
+                            && Files.readSymbolicLink(Path.of("/proc/" + r.destinationPid + "/exe")).toString().endsWith("memtouch")) {
+                        MigrationDestination.kill(r.destinationPid); // a migrated copy a failed test left behind
+                    }
+                } catch (IOException gone) {
+                    // exited meanwhile
+                }
+            }
+        }
+    }
+
+    private ServeDaemon daemon(UnaryOperator<HostFacts> hook, Consumer<String> progress) throws IOException {
+        MigrationDestination.Options d = new MigrationDestination.Options(tmp.resolve("dest"), null, tmp.resolve("reports"),
+                false, null, Duration.ofSeconds(60), Duration.ofSeconds(120), hook, null, line -> {
+                    log.add(line);
+                    if (progress != null) {
+                        progress.accept(line);
+                    }
+                });
+        ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), null, d));
+        cleanup.add(s);
+        daemons.add(s);
+        return s;
+    }
+
+    private Memtouch memtouch(int mib, int threads, int rate) {
+        Memtouch m = Memtouch.start(mib, threads, rate);
+        cleanup.add(m);
+        return m;
+    }
+
+    private MigrationSource.Options options(ServeDaemon d, MigrationMode mode) {
+        return MigrationSource.Options.defaults().withMode(mode).withToken(d.token())
+                .withLimits(new ConvergencePolicy.Limits(5, 70, 0)).withReport(tmp.resolve("source-report.json"))
+                .withProgress(line -> log.add("source: " + line));
+    }
+
+    private MigrationReport migrate(Memtouch m, ServeDaemon d, MigrationSource.Options o) {
+        long beats = m.beats();
+        int before = m.pid;
+        MigrationReport r = MigrationSource.run(before, d.address(), o);
+        assertEquals("migrated", r.outcome, r.toJson());
+        assertTrue(r.destinationPid > 0, r.toJson());
+        m.pid = r.destinationPid;
+        Memtouch.awaitGone(before);
+        m.assertVerifies();
+        m.awaitCount(l -> l.startsWith("HEARTBEAT "), beats + 2);
+        return r;
+    }
+
+    @ParameterizedTest(name = "{0} with {1} thread(s)")
+    @CsvSource({"pre-copy, 1", "post-copy, 1", "hybrid, 1", "pre-copy, 4", "post-copy, 4", "hybrid, 4"})
+    void migratesMemtouchAndItVerifiesAtTheDestination(String mode, int threads) throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(256, threads, 4);
+        MigrationReport r = migrate(m, d, options(d, MigrationMode.parse(mode)));
+        System.out.printf("%s %d threads: downtime %.1f ms, rounds %d, %s%n", mode, threads, r.downtimeMs, r.rounds.size(),
+                r.stopReason);
+        System.out.println(r.toJson());
+        List<MigrationReport> dest = d.awaitReports(1, Duration.ofSeconds(60));
+        System.out.println(dest.getFirst().toJson());
+        if (MigrationMode.parse(mode).lazy()) {
+            // copy faults are a subset of every fault (zero-page and already-there faults are not in it)
+            assertTrue(r.faultLatency != null && r.faultLatency.getTotalCount() <= r.faults, "the source has the histogram: " + r.toJson());
+            assertEquals(dest.getFirst().faults, r.faults, "the destination's count reached the source");
+            assertTrue(Files.exists(tmp.resolve("source-report.hgrm")), "hgrm beside the report");
+            assertTrue(r.serveLatency != null && r.serveLatency.getTotalCount() > 0, r.toJson());
+        }
+        assertEquals("migrated", dest.getFirst().outcome, dest.getFirst().toJson());
+        assertTrue(Files.exists(tmp.resolve("source-report.json")));
+        assertTrue(Files.exists(tmp.resolve("reports").resolve("migration-" + r.migrationId + ".json")));
+        if (MigrationMode.parse(mode).preCopies()) {
+            assertFalse(r.rounds.isEmpty(), r.toJson());
+        } else {
+            assertTrue(r.rounds.isEmpty(), r.toJson());
+        }
+        try (var s = Files.list(tmp.resolve("dest"))) {
+            assertEquals(0, s.count(), "the daemon's work dir is cleaned");
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"pre-copy", "hybrid"})
+    void aChainOfSeveralRoundsIsRestoredAtTheDestination(String mode) throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(64, 2, 16);
+        MigrationReport r = migrate(m, d, options(d, MigrationMode.parse(mode)).withLimits(new ConvergencePolicy.Limits(3, 100, 0)));
+        assertTrue(r.rounds.size() >= 2, r.toJson());
+        assertTrue(r.rounds.get(1).pages() < r.rounds.get(0).pages(), "round 2 sends only what was dirtied: " + r.toJson());
+        assertEquals(r.rounds.size(), d.awaitReports(1, Duration.ofSeconds(60)).getFirst().rounds.size());
+    }
+
+    @Test
+    void aPageSizeTheDestinationDoesNotHaveRefusesAndLeavesTheSourceUntouched() throws Exception {
+        ServeDaemon d = daemon(f -> f.withPageSize(65536), null);
+        Memtouch m = memtouch(64, 2, 4);
+        MigrationException e = assertThrows(MigrationException.Refused.class,
+                () -> MigrationSource.run(m.pid, d.address(), options(d, MigrationMode.HYBRID)));
+        assertTrue(e.getMessage().contains("page size differs: source 4096 bytes, destination 65536"), e.getMessage());
+        assertTrue(e.sourceRunning());
+        assertEquals(0, tracerPid(m.pid), "never seized");
+        m.awaitBeats(1);
+        m.assertVerifies();
+    }
+
+    @Test
+    void aMissingFileRefusesAndLeavesTheSourceUntouched() throws Exception {
+        MigrationDestination.Options opts = new MigrationDestination.Options(tmp.resolve("dest"), null, null, false, null,
+                null, null, null, path -> path.endsWith(".log") ? null : Prechecks.localFiles().apply(path), log::add);
+        ServeDaemon d = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), "secret", opts));
+        cleanup.add(d);
+        daemons.add(d);
+        Memtouch m = memtouch(64, 1, 4);
+        MigrationException e = assertThrows(MigrationException.Refused.class,
+                () -> MigrationSource.run(m.pid, d.address(), options(d, MigrationMode.PRE_COPY)));
+        assertTrue(e.getMessage().contains(".log") && e.getMessage().contains("does not exist at the destination"), e.getMessage());
+        assertEquals(0, tracerPid(m.pid));
+        m.awaitBeats(1);
+        m.assertVerifies();
+    }
+
+    @Test
+    void aWrongTokenIsRefusedAtTheHandshake() throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(16, 1, 1);
+        MigrationException e = assertThrows(MigrationException.class,
+                () -> MigrationSource.run(m.pid, d.address(), options(d, MigrationMode.HYBRID).withToken("wrong")));
+        assertTrue(e.getMessage().contains("token mismatch"), e.getMessage());
+        assertTrue(e.sourceRunning());
+        m.assertVerifies();
+    }
+
+    @Test
+    void theDaemonClosedDuringPreCopyLeavesTheSourceRunning() throws Exception {
+        ServeDaemon[] d = new ServeDaemon[1];
+        d[0] = daemon(null, line -> {
+            if (line.contains("received 1 ")) {
+                Thread.ofPlatform().start(() -> d[0].close());
+            }
+        });
+        Memtouch m = memtouch(256, 2, 64);
+        MigrationException e = assertThrows(MigrationException.class,
+                () -> MigrationSource.run(m.pid, d[0].address(), options(d[0], MigrationMode.HYBRID)
+                        .withLimits(new ConvergencePolicy.Limits(10, 100, 0))));
+        assertTrue(e.sourceRunning(), e.getMessage());
+        assertEquals(0, tracerPid(m.pid), "detached");
+        m.awaitBeats(2);
+        m.assertVerifies();
+    }
+
+    @Test
+    void aFailureAfterTheRestoreRequestRollsBackAndKillsTheDestinationCopy() throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(64, 2, 4);
+        MigrationException e = assertThrows(MigrationException.class,
+                () -> MigrationSource.run(m.pid, d.address(), options(d, MigrationMode.HYBRID)
+                        .withFault(FaultStep.AFTER_RESTORE_REQUEST)));
+        assertTrue(e.sourceRunning(), e.getMessage());
+        MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
+        assertFalse(dest.outcome.equals("migrated"), dest.toJson());
+        if (dest.destinationPid > 0) {
+            Memtouch.awaitGone(dest.destinationPid);
+        }
+        m.awaitBeats(2);
+        m.assertVerifies();
+    }
+
+    @Test
+    void oneDaemonTakesTwoMigrationsInARow() throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(64, 2, 4);
+        migrate(m, d, options(d, MigrationMode.HYBRID));
+        migrate(m, d, options(d, MigrationMode.POST_COPY)); // the migrated process, migrated again
+        List<MigrationReport> reports = d.awaitReports(2, Duration.ofSeconds(60));
+        assertEquals(List.of("migrated", "migrated"), reports.stream().map(r -> r.outcome).toList());
+    }
+
+    static int tracerPid(int pid) throws IOException {
+        for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+            if (l.startsWith("TracerPid:")) {
+                return Integer.parseInt(l.substring(10).trim());
+            }
+        }
+        return -1;
+    }
+}
