@@ -28,6 +28,7 @@ public final class CompositeLazySource implements LazySource {
     private final boolean[] segRemote;
     private final List<Run> storedRuns;
     private final long remotePages;
+    private final List<Run> remoteRunsForView;
 
     /**
      * @param local      the local image's source ({@code storedRuns} = its PRESENT and IN_PARENT pages)
@@ -44,6 +45,7 @@ public final class CompositeLazySource implements LazySource {
         }
         List<Run> l = local.storedRuns();
         List<Run> r = new ArrayList<>(remoteRuns);
+        this.remoteRunsForView = List.copyOf(remoteRuns);
         r.sort((a, b) -> Long.compareUnsigned(a.vaddr(), b.vaddr()));
         int n = l.size() + r.size();
         segStart = new long[n];
@@ -157,5 +159,13 @@ public final class CompositeLazySource implements LazySource {
             }
         }
         return found;
+    }
+
+    /** The same composition over the two sources' {@link LazySource#sharedView() shared views}. */
+    @Override
+    public LazySource sharedView() {
+        LazySource l = local.sharedView();
+        LazySource r = remote.sharedView();
+        return l == local && r == remote ? this : new CompositeLazySource(l, r, remoteRunsForView);
     }
 }

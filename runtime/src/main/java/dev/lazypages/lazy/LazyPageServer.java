@@ -64,10 +64,29 @@ import org.HdrHistogram.Recorder;
  *       copied at the new addresses (state is kept by image address). A fault on an address
  *       that no longer maps to the image (the old range after MREMAP_DONTUNMAP, the grown tail
  *       of a mapping) gets a zero page.</li>
- *   <li>FORK: the child is <b>not served</b>: its uffd is closed at once, which unregisters the
- *       child's ranges, so pages the parent had not received yet read as zeros in the child
- *       (the same as not asking for EVENT_FORK). Counted in {@link LazyStats#forksNotServed()}
- *       and logged as a warning.</li>
+ *   <li>FORK: the child is served by a <b>child server</b> on the child's new uffd (the message's
+ *       {@code ufd}, installed in our fd table by the read). The child's memory at the fork is the
+ *       parent's: its registered copies of the regions miss exactly the pages the parent missed
+ *       then. So the child server starts from a copy of the parent's page state (delivered or
+ *       dropped) and address translation, taken by the fault thread while it handles the event
+ *       (under its read announcement, so no background copy is in flight, and the kernel refuses
+ *       copies into the parent with EAGAIN from the fork until the event is read), and from then
+ *       on keeps its own state: pages the parent receives later do not reach the child, and the
+ *       child's REMOVE/UNMAP/REMAP/FORK events come on its own uffd. It serves the child's faults
+ *       and runs its own background fill from a {@link LazySource#sharedView() shared view} of
+ *       the same source, until all its pages are in or the child exits: ESRCH from a copy, or,
+ *       when idle, from a side-effect-free UFFDIO_ZEROPAGE probe at an address outside every
+ *       registered range (ENOENT while the child's mm lives, ESRCH once it is gone; the child's
+ *       pid is not in the message). The parent's {@link #completion()} waits for its children
+ *       (and they for theirs), so a caller that tells the source "done" on completion never
+ *       does so while a child still needs pages; a child's failure fails the parent's completion.
+ *       Counted in {@link LazyStats#forksServed()}; each child's statistics are in
+ *       {@link LazyStats#children()}. A FORK that arrives while the server stops, or whose child
+ *       server cannot be set up, has its uffd closed (the child then reads zeros where the parent
+ *       had not received pages yet): {@link LazyStats#forksNotServed()}, logged as a warning.
+ *       Known gap: a fork racing a madvise(DONTNEED) of another thread (the kernel zaps after the
+ *       REMOVE is read, the fork may copy the page tables before the zap) leaves the child with
+ *       those pages marked dropped although it may still miss them: it then reads zeros there.</li>
  * </ul>
  *
  * <h2>Results of copies</h2>
@@ -140,6 +159,13 @@ public final class LazyPageServer implements AutoCloseable {
 
     private final Userfaultfd uffd;
     private final LazySource source;
+    /** Servers of forked children (and, through them, grandchildren); guarded by itself. */
+    private final List<LazyPageServer> children = new ArrayList<>();
+    /** 0 for the top server, else 1 + the parent's depth (names the threads). */
+    private final int depth;
+    /** The shared view children read through; created on the first fork (fault thread only). */
+    private LazySource childSource;
+    private boolean probeBroken;
     private final Options options;
     private final int ps;
     private final int shift;
@@ -186,6 +212,7 @@ public final class LazyPageServer implements AutoCloseable {
     private long unmaps;
     private long remaps;
     private long forksNotServed;
+    private long forksServed;
     private final AtomicLong pagesDropped = new AtomicLong();
     private final AtomicLong pagesFoundPresent = new AtomicLong();
     // Background counters (read after join).
@@ -203,6 +230,7 @@ public final class LazyPageServer implements AutoCloseable {
         this.uffd = uffd;
         this.source = source;
         this.options = options;
+        this.depth = 0;
         this.ps = source.pageSize();
         if (ps != Posix.pageSize()) {
             throw new IllegalArgumentException("source page size " + ps + " differs from this machine's " + Posix.pageSize());
@@ -266,6 +294,38 @@ public final class LazyPageServer implements AutoCloseable {
         pending.set(total);
     }
 
+    /**
+     * The server of a child forked by {@code parent}'s target: the parent's regions, a snapshot of
+     * its page state and address translation (the caller, the parent's fault thread, holds its
+     * read announcement), the child's uffd. Pending = stored pages not done in the parent.
+     */
+    private LazyPageServer(LazyPageServer parent, Userfaultfd childUffd, LazySource childSource) {
+        this.uffd = childUffd;
+        this.source = childSource;
+        this.options = parent.options.withTargetPid(0);
+        this.ps = parent.ps;
+        this.shift = parent.shift;
+        this.depth = parent.depth + 1;
+        this.regStart = parent.regStart;
+        this.regPages = parent.regPages;
+        this.stored = parent.stored;
+        int n = regStart.length;
+        this.done = new long[n][];
+        long total = 0;
+        for (int r = 0; r < n; r++) {
+            long[] pd = parent.done[r];
+            long[] d = new long[pd.length];
+            for (int w = 0; w < d.length; w++) {
+                d[w] = (long) WORD.getVolatile(pd, w);
+                total += Long.bitCount(stored[r][w] & ~d[w]);
+            }
+            done[r] = d;
+        }
+        this.segs = parent.segs;
+        this.storedTotal = total;
+        pending.set(total);
+    }
+
     /** Starts the fault thread and, if enabled, the background thread. */
     public synchronized LazyPageServer start() {
         if (faultThread != null) {
@@ -273,9 +333,9 @@ public final class LazyPageServer implements AutoCloseable {
         }
         startedAt = System.nanoTime();
         if (options.background() && storedTotal > 0) {
-            backgroundThread = Thread.ofPlatform().name("lazy-background").daemon().unstarted(this::backgroundLoop);
+            backgroundThread = Thread.ofPlatform().name(threadName("lazy-background")).daemon().unstarted(this::backgroundLoop);
         }
-        faultThread = Thread.ofPlatform().name("lazy-faults").daemon().unstarted(this::faultLoop);
+        faultThread = Thread.ofPlatform().name(threadName("lazy-faults")).daemon().unstarted(this::faultLoop);
         if (backgroundThread != null) {
             backgroundThread.start();
         }
@@ -283,7 +343,14 @@ public final class LazyPageServer implements AutoCloseable {
         return this;
     }
 
-    /** Completes when every stored page is delivered or dropped (or the target exits), or fails. */
+    private String threadName(String base) {
+        return depth == 0 ? base : base + "-child" + depth + "-uffd" + uffd.fd();
+    }
+
+    /**
+     * Completes when every stored page is delivered or dropped (or the target exits) and every
+     * forked child's server has completed, or fails.
+     */
     public CompletableFuture<LazyStats> completion() {
         return completion;
     }
@@ -320,6 +387,8 @@ public final class LazyPageServer implements AutoCloseable {
                     if (nDeferred > 0) {
                         nDeferred = retryDeferred(deferred, nDeferred, buf);
                     } else if (options.targetPid() > 0 && !Posix.processExists(options.targetPid())) {
+                        targetGone = true;
+                    } else if (depth > 0 && mmGone()) {
                         targetGone = true;
                     }
                     continue;
@@ -373,10 +442,80 @@ public final class LazyPageServer implements AutoCloseable {
             }
             step = "closing the uffd";
             closeUffd();
+            step = "waiting for the servers of forked children";
+            if (!awaitChildren()) {
+                return; // closed, or a child failed (completion already failed)
+            }
             completion.complete(stats());
         } catch (Throwable t) {
             fail("fault thread, " + step, t);
         }
+    }
+
+    /** Waits for every child server; false when closing or when one failed (completion failed then). */
+    private boolean awaitChildren() throws InterruptedException {
+        List<LazyPageServer> kids;
+        synchronized (children) {
+            kids = List.copyOf(children);
+        }
+        for (LazyPageServer kid : kids) {
+            while (!closing) {
+                try {
+                    kid.completion.get(options.pollTimeoutMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+                    break;
+                } catch (java.util.concurrent.TimeoutException e) {
+                    // poll closing again
+                } catch (java.util.concurrent.ExecutionException e) {
+                    Throwable c = e.getCause();
+                    fail("the server of a forked child (uffd " + kid.uffd.fd() + ")", c);
+                    return false;
+                }
+            }
+            if (closing) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Whether the target's mm is gone, asked without side effects: UFFDIO_ZEROPAGE of a page
+     * outside every registered range answers ENOENT (not registered) while the mm lives and
+     * ESRCH once it is gone (checked before the range). Used for children, whose pid is unknown.
+     */
+    private boolean mmGone() {
+        if (probeBroken) {
+            return false;
+        }
+        long probe = -1;
+        for (long candidate : new long[] {0x10000L, 0x7fffffffe000L, 0x200000L, 0x40000000L}) {
+            if (segOfCur(segs, candidate) < 0) {
+                probe = candidate;
+                break;
+            }
+        }
+        if (probe < 0) {
+            probeBroken = true;
+            return false;
+        }
+        long res;
+        try {
+            res = uffd.zeropage(probe, ps, Userfaultfd.ZEROPAGE_MODE_DONTWAKE);
+        } catch (RuntimeException e) {
+            probeBroken = true;
+            LOG.log(System.Logger.Level.WARNING, "cannot probe whether a forked child exited (uffd " + uffd.fd()
+                    + "); its server ends when all its pages are in", e);
+            return false;
+        }
+        if (res == Userfaultfd.ESRCH) {
+            return true;
+        }
+        if (res >= 0) { // mapped a zero page in a registered range we do not know: stop probing
+            probeBroken = true;
+            LOG.log(System.Logger.Level.WARNING, "exit probe at 0x{0} hit a registered range; probing stops",
+                    Long.toHexString(probe));
+        }
+        return false;
     }
 
     /** Announces a read and waits for the background's copy in flight, if any. */
@@ -495,14 +634,39 @@ public final class LazyPageServer implements AutoCloseable {
             remaps++;
             remap(m.remapFrom(i), m.remapTo(i), m.remapLength(i));
         } else if (ev == Userfaultfd.EVENT_FORK) {
-            forksNotServed++;
-            int fd = m.forkFd(i);
-            LOG.log(System.Logger.Level.WARNING, "the target forked; its child is not served: closing the child''s "
-                    + "userfaultfd {0}, so pages not yet delivered read as zeros in the child", fd);
-            Userfaultfd.adopt(fd).close();
+            fork(m.forkFd(i));
         } else {
             LOG.log(System.Logger.Level.WARNING, "ignoring unknown userfaultfd event {0}", ev);
         }
+    }
+
+    /** FORK: serve the child on its uffd {@code fd} (see the class comment). Under the read announcement. */
+    private void fork(int fd) {
+        Userfaultfd childUffd = Userfaultfd.adopt(fd);
+        if (!stopping) {
+            try {
+                if (childSource == null) {
+                    childSource = source.sharedView();
+                }
+                LazyPageServer kid = new LazyPageServer(this, childUffd, childSource);
+                synchronized (children) {
+                    if (!closing) {
+                        children.add(kid);
+                        kid.start();
+                        forksServed++;
+                        LOG.log(System.Logger.Level.DEBUG, "the target forked: serving the child on uffd {0}, {1} pages pending",
+                                fd, kid.storedTotal);
+                        return;
+                    }
+                }
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "cannot serve the forked child on uffd " + fd, e);
+            }
+        }
+        forksNotServed++;
+        LOG.log(System.Logger.Level.WARNING, "the target forked; its child is not served: closing the child''s "
+                + "userfaultfd {0}, so pages not yet delivered read as zeros in the child", fd);
+        childUffd.close();
     }
 
     /** REMOVE/UNMAP of current [start, end): never copy those pages; UNMAP also forgets the addresses. */
@@ -845,13 +1009,22 @@ public final class LazyPageServer implements AutoCloseable {
     }
 
     private LazyStats stats() {
+        List<LazyStats> kids = new ArrayList<>();
+        synchronized (children) {
+            for (LazyPageServer k : children) {
+                LazyStats st = k.completion.getNow(null);
+                if (st != null) {
+                    kids.add(st);
+                }
+            }
+        }
         long end = completedAt != 0 ? completedAt : System.nanoTime();
         double bgSeconds = backgroundNanos / 1e9;
         double mibps = bgSeconds > 0 ? bytesByBackground / (1024.0 * 1024.0) / bgSeconds : 0;
         return new LazyStats(faults, faultsCopied, zeroPages, faultsAlreadyThere, pagesByFault, pagesByBackground,
                 pagesDropped.get(), pagesFoundPresent.get(), bytesByFault + bytesByBackground, retries, removes, unmaps, remaps, forksNotServed,
                 copyLatency.getIntervalHistogram(), zeroLatency.getIntervalHistogram(), mibps,
-                Duration.ofNanos(end - startedAt), targetGone);
+                Duration.ofNanos(end - startedAt), targetGone, forksServed, List.copyOf(kids));
     }
 
     /**
@@ -868,6 +1041,13 @@ public final class LazyPageServer implements AutoCloseable {
         }
         closing = true;
         stopping = true;
+        List<LazyPageServer> kids;
+        synchronized (children) {
+            kids = List.copyOf(children);
+        }
+        for (LazyPageServer kid : kids) {
+            kid.close();
+        }
         Thread f;
         Thread b;
         synchronized (this) {

@@ -40,6 +40,17 @@ public interface LazySource {
         readPages(vaddr, nrPages, dst, dstOffset);
     }
 
+    /**
+     * A view of this source for one more concurrent server (the server of a forked child):
+     * same pages, but its {@link #readPagesInBackground} must not disturb this source's own
+     * background state (e.g. a readahead that belongs to one background thread). The default,
+     * {@code this}, suits sources whose methods keep no per-caller state. The view's lifetime
+     * ends with this source's.
+     */
+    default LazySource sharedView() {
+        return this;
+    }
+
     /** A run of stored pages: [{@code vaddr}, {@code vaddr + nrPages * pageSize}). */
     record Run(long vaddr, int nrPages) {
         public Run {

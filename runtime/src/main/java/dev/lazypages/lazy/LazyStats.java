@@ -30,11 +30,14 @@ import org.HdrHistogram.Histogram;
  * @param backgroundMiBps     background throughput while it ran (MiB/s of pages it copied)
  * @param timeToCompletion    start → every stored page delivered or dropped
  * @param targetExited        the process went away (ESRCH, or its pid vanished) before completion
+ * @param forksServed         UFFD_EVENT_FORK events whose child got its own server
+ * @param children            the statistics of those child servers (each with its own children), in fork order
  */
 public record LazyStats(long faults, long faultsCopied, long zeroPages, long faultsAlreadyThere, long pagesByFault,
                         long pagesByBackground, long pagesDropped, long pagesFoundPresent, long bytesCopied, long retries, long removes,
                         long unmaps, long remaps, long forksNotServed, Histogram copyLatency, Histogram zeroLatency,
-                        double backgroundMiBps, Duration timeToCompletion, boolean targetExited) {
+                        double backgroundMiBps, Duration timeToCompletion, boolean targetExited,
+                        long forksServed, java.util.List<LazyStats> children) {
 
     /** A percentile (0-100) of the copy-fault latency, in µs. */
     public double copyMicros(double percentile) {
@@ -64,9 +67,10 @@ public record LazyStats(long faults, long faultsCopied, long zeroPages, long fau
         return "faults=" + faults + " (copied " + faultsCopied + ", zero " + zeroPages + ", already there "
                 + faultsAlreadyThere + "), pages by fault " + pagesByFault + ", by background " + pagesByBackground
                 + ", dropped " + pagesDropped + ", found present " + pagesFoundPresent + ", bytes " + bytesCopied + ", retries " + retries + ", events remove="
-                + removes + " unmap=" + unmaps + " remap=" + remaps + " fork(not served)=" + forksNotServed
+                + removes + " unmap=" + unmaps + " remap=" + remaps + " fork(served)=" + forksServed + " fork(not served)=" + forksNotServed
                 + ", copy latency " + percentiles(copyLatency) + ", zero latency " + percentiles(zeroLatency)
                 + String.format(", background %.1f MiB/s", backgroundMiBps) + ", completed in "
-                + timeToCompletion.toMillis() + " ms" + (targetExited ? ", target exited" : "");
+                + timeToCompletion.toMillis() + " ms" + (targetExited ? ", target exited" : "")
+                + (children.isEmpty() ? "" : ", children " + children);
     }
 }

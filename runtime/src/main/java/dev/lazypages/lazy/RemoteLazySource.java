@@ -264,4 +264,35 @@ public final class RemoteLazySource implements LazySource, AutoCloseable {
             arena.close();
         }
     }
+
+    /**
+     * For another server at the same time (a forked child's): faults as here, background reads
+     * straight on the BULK connection (no readahead: that state belongs to this source's one
+     * background thread). Valid while this source is open.
+     */
+    @Override
+    public LazySource sharedView() {
+        RemoteLazySource self = this;
+        return new LazySource() {
+            @Override
+            public int pageSize() {
+                return ps;
+            }
+
+            @Override
+            public List<Run> storedRuns() {
+                return runs;
+            }
+
+            @Override
+            public void readPages(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws IOException {
+                self.readPages(vaddr, nrPages, dst, dstOffset);
+            }
+
+            @Override
+            public void readPagesInBackground(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws IOException {
+                client.fetchBulk(vaddr, nrPages, dst, dstOffset);
+            }
+        };
+    }
 }

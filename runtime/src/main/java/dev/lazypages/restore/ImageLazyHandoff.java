@@ -35,10 +35,14 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
         this.serverOptions = serverOptions;
     }
 
-    /** REMOVE and UNMAP (a stale copy must never undo a DONTNEED or munmap), REMAP (mremap'd memory). */
+    /**
+     * REMOVE and UNMAP (a stale copy must never undo a DONTNEED or munmap), REMAP (mremap'd memory),
+     * FORK (a child forked during the lazy restore is served too, see {@link LazyPageServer}).
+     */
     @Override
     public long uffdFeatures() {
-        return Userfaultfd.FEATURE_EVENT_REMOVE | Userfaultfd.FEATURE_EVENT_UNMAP | Userfaultfd.FEATURE_EVENT_REMAP;
+        return Userfaultfd.FEATURE_EVENT_REMOVE | Userfaultfd.FEATURE_EVENT_UNMAP | Userfaultfd.FEATURE_EVENT_REMAP
+                | Userfaultfd.FEATURE_EVENT_FORK;
     }
 
     @Override

@@ -214,7 +214,7 @@ class LazyPageServerTest {
     }
 
     @Test
-    void dontneedBeforeTheFillMeansThatRangeIsNeverCopied() throws Exception {
+    void removeEventDontneedBeforeTheFillMeansThatRangeIsNeverCopied() throws Exception {
         LazyPageServer s = setUp(32, range(0, 32), faultsOnly()).start();
         assertArrayEquals(expected(9), await(LazyFixture.touch(mem, 9, tmp)), "one page delivered before the madvise");
         Posix.madvise(mem.pages(8, 8), Posix.MADV_DONTNEED); // blocks until the server read the REMOVE event
@@ -247,7 +247,7 @@ class LazyPageServerTest {
     }
 
     @Test
-    void munmapOfPartMeansThosePagesAreNeverCopiedAndTheServerCompletes() throws Exception {
+    void unmapEventMunmapOfPartMeansThosePagesAreNeverCopiedAndTheServerCompletes() throws Exception {
         LazyPageServer s = setUp(64, range(0, 64), faultsOnly()).start();
         Posix.munmap(mem.pages(16, 16)); // blocks until the UNMAP event is read
         for (int p = 0; p < 64; p++) {
@@ -272,7 +272,7 @@ class LazyPageServerTest {
     }
 
     @Test
-    void mremapOfTheRegisteredRangeMovesWhatIsServed() throws Exception {
+    void remapEventMremapOfTheRegisteredRangeMovesWhatIsServed() throws Exception {
         LazyPageServer s = setUp(32, bits(0, 1, 5, 20, 31), faultsOnly()).start();
         assertArrayEquals(expected(1), await(LazyFixture.touch(mem, 1, tmp)), "delivered before the move");
         PageBuffer target = Posix.mmapAnonymous(32L * PS); // a place to move to, not registered

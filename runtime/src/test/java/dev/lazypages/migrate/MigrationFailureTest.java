@@ -1,0 +1,172 @@
+package dev.lazypages.migrate;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazypages.dump.ConvergencePolicy;
+import dev.lazypages.ffm.testing.Requires;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Consumer;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Issue 5 point 10: a destination that goes away or fails during the freeze leaves the source
+ * process running and verifying, with nothing left at the destination; and one large run.
+ */
+class MigrationFailureTest {
+    @TempDir
+    Path tmp;
+    private final List<AutoCloseable> cleanup = new ArrayList<>();
+    private final List<ServeDaemon> daemons = new ArrayList<>();
+    private final List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
+
+    @BeforeEach
+    void needs() {
+        Requires.root();
+        Requires.ptrace();
+        Requires.userfaultfd();
+    }
+
+    @AfterEach
+    void closeAll() throws Exception {
+        for (AutoCloseable c : cleanup.reversed()) {
+            c.close();
+        }
+        for (ServeDaemon d : daemons) {
+            for (MigrationReport r : d.reports()) {
+                if (r.destinationPid > 0 && Memtouch.alive(r.destinationPid)) {
+                    MigrationDestination.kill(r.destinationPid); // a copy a failed test left behind
+                }
+            }
+        }
+    }
+
+    private ServeDaemon daemon(Path stub, Consumer<String> progress) throws IOException {
+        MigrationDestination.Options d = new MigrationDestination.Options(tmp.resolve("dest"), stub, tmp.resolve("reports"),
+                false, null, Duration.ofSeconds(60), Duration.ofSeconds(120), null, null, line -> {
+                    log.add(line);
+                    if (progress != null) {
+                        progress.accept(line);
+                    }
+                });
+        ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), null, d));
+        cleanup.add(s);
+        daemons.add(s);
+        return s;
+    }
+
+    private Memtouch memtouch(int mib, int threads, int rate) {
+        Memtouch m = Memtouch.start(mib, threads, rate);
+        cleanup.add(m);
+        return m;
+    }
+
+    private MigrationSource.Options options(ServeDaemon d, MigrationMode mode) {
+        return MigrationSource.Options.defaults().withMode(mode).withToken(d.token())
+                .withLimits(new ConvergencePolicy.Limits(5, 70, 0)).withReport(tmp.resolve("source-report.json"))
+                .withProgress(line -> log.add("source: " + line));
+    }
+
+    /** The source runs on, untraced, and its memory checks out; no copy of it runs at the destination. */
+    private void assertSourceRunsOnAndNothingAtTheDestination(Memtouch m, int pid, ServeDaemon d) throws IOException {
+        assertEquals(pid, m.pid, "still the original process");
+        assertEquals(0, MigrationTest.tracerPid(pid), "detached");
+        m.awaitBeats(2);
+        m.assertVerifies();
+        for (MigrationReport r : d.reports()) {
+            assertFalse("migrated".equals(r.outcome), r.toJson());
+            if (r.destinationPid > 0) {
+                Memtouch.awaitGone(r.destinationPid); // a restored copy that never got Commit is killed
+            }
+        }
+        m.awaitBeats(1);
+        m.assertVerifies();
+    }
+
+    /** The daemon goes away after Freeze (final image on its way, before Running): the source resumes. */
+    @Test
+    void theDaemonClosedDuringTheFreezeLeavesTheSourceRunningAndVerifying() throws Exception {
+        ServeDaemon[] d = new ServeDaemon[1];
+        d[0] = daemon(null, line -> {
+            if (line.contains("source frozen")) {
+                Thread.ofPlatform().start(() -> d[0].close());
+            }
+        });
+        Memtouch m = memtouch(256, 2, 16);
+        int pid = m.pid;
+        MigrationException e = assertThrows(MigrationException.class,
+                () -> MigrationSource.run(pid, d[0].address(), options(d[0], MigrationMode.HYBRID)));
+        System.out.println("daemon closed at the freeze: " + e.getMessage() + "\n" + String.join("\n", log));
+        assertTrue(e.sourceRunning(), e.getMessage());
+        assertTrue(log.stream().anyMatch(l -> l.contains("source frozen")), "the freeze was reached: " + log);
+        assertSourceRunsOnAndNothingAtTheDestination(m, pid, d[0]);
+    }
+
+    /** The same in post-copy mode: no pre-copy rounds, the freeze comes at once. */
+    @Test
+    void theDaemonClosedDuringThePostCopyFreezeLeavesTheSourceRunningAndVerifying() throws Exception {
+        ServeDaemon[] d = new ServeDaemon[1];
+        d[0] = daemon(null, line -> {
+            if (line.contains("source frozen")) {
+                Thread.ofPlatform().start(() -> d[0].close());
+            }
+        });
+        Memtouch m = memtouch(128, 2, 16);
+        int pid = m.pid;
+        MigrationException e = assertThrows(MigrationException.class,
+                () -> MigrationSource.run(pid, d[0].address(), options(d[0], MigrationMode.POST_COPY)));
+        assertTrue(e.sourceRunning(), e.getMessage());
+        assertSourceRunsOnAndNothingAtTheDestination(m, pid, d[0]);
+    }
+
+    /** The destination's restore fails (its restorer stub is not there): Failed → the source resumes. */
+    @Test
+    void aRestoreFailingAtTheDestinationLeavesTheSourceRunningAndVerifying() throws Exception {
+        ServeDaemon d = daemon(tmp.resolve("no-such-stub"), null);
+        Memtouch m = memtouch(64, 2, 8);
+        int pid = m.pid;
+        MigrationException e = assertThrows(MigrationException.class,
+                () -> MigrationSource.run(pid, d.address(), options(d, MigrationMode.HYBRID)));
+        System.out.println("restore failed at the destination: " + e.getMessage());
+        assertTrue(e.sourceRunning(), e.getMessage());
+        assertTrue(log.stream().anyMatch(l -> l.contains("restore failed")), String.join("\n", log));
+        MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
+        assertEquals("failed", dest.outcome, dest.toJson());
+        assertSourceRunsOnAndNothingAtTheDestination(m, pid, d);
+    }
+
+    /** One large run: 1 GiB, 8 threads dirtying, hybrid; VERIFY OK at the destination. */
+    @Test
+    void aOneGibHybridMigrationWithEightThreadsVerifiesAtTheDestination() throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(1024, 8, 16);
+        long beats = m.beats();
+        int before = m.pid;
+        MigrationReport r = MigrationSource.run(before, d.address(), options(d, MigrationMode.HYBRID)
+                .withLimits(new ConvergencePolicy.Limits(5, 70, 0)));
+        System.out.printf("1 GiB hybrid 8 threads: downtime %.1f ms, rounds %d, %s%n", r.downtimeMs, r.rounds.size(), r.stopReason);
+        assertEquals("migrated", r.outcome, r.toJson());
+        assertTrue(r.destinationPid > 0, r.toJson());
+        m.pid = r.destinationPid;
+        Memtouch.awaitGone(before);
+        m.assertVerifies();
+        m.awaitCount(l -> l.startsWith("HEARTBEAT "), beats + 2);
+        MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(120)).getFirst();
+        assertEquals("migrated", dest.outcome, dest.toJson());
+        m.assertVerifies();
+        try (var s = Files.list(tmp.resolve("dest"))) {
+            assertEquals(0, s.count(), "the daemon's work dir is cleaned");
+        }
+    }
+}
