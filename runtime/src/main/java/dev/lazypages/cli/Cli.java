@@ -22,6 +22,13 @@ final class Cli {
             line.getErr().println(name + ": " + message(ex));
             return exitCode(ex);
         });
+        if (command instanceof TopLevelCommand top) {
+            // a top-level mode of its own (lazy-pages --page-server) excludes every subcommand
+            cl.setExecutionStrategy(parsed -> {
+                top.checkExclusive(parsed);
+                return new CommandLine.RunLast().execute(parsed);
+            });
+        }
         return cl.execute(args);
     }
 

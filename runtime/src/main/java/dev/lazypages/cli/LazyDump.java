@@ -11,7 +11,9 @@ import picocli.CommandLine.Command;
             "It seizes a process with ptrace, copies its memory while it runs, freezes it for the final state "
                     + "and serves the pages the destination still misses.",
             "",
-            "Commands: migrate (live migration to a lazy-pages serve daemon: pre-copy, post-copy or hybrid), dump, pre-dump, pre-copy, inspect, check. Not built yet: the CRIU-style --lazy-pages page server, network recovery (see README)."
+            "Commands: migrate (live migration to a lazy-pages serve daemon: pre-copy, post-copy or hybrid), dump (also "
+                    + "CRIU style: dump --lazy-pages --address A --port P serves the memory to `lazy-pages.jar restore "
+                    + "--lazy-pages`), pre-dump, pre-copy, inspect, check. Not built yet: network recovery (see README)."
         },
         subcommands = {CheckCommand.class, MigrateCommand.class, DumpCommand.class, PreDumpCommand.class, PreCopyCommand.class, InspectCommand.class},
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})

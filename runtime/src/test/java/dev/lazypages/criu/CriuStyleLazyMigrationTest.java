@@ -1,0 +1,255 @@
+package dev.lazypages.criu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import dev.lazypages.ffm.Posix;
+import dev.lazypages.ffm.testing.Requires;
+import dev.lazypages.ffm.testing.Stubs;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The CRIU-style pieces end to end on loopback, each side a JVM of its own as a user runs them:
+ * {@code lazy-dump dump --lazy-pages --address --port --status-fd}, then {@code lazy-pages
+ * restore --lazy-pages} (directly, or through {@code lazy-pages --page-server}); a wrong token;
+ * a destination that never comes (rollback after --lazy-timeout).
+ */
+class CriuStyleLazyMigrationTest {
+    private static final Duration T = Duration.ofSeconds(120);
+    private static final String DUMP = "dev.lazypages.cli.LazyDump";
+    private static final String PAGES = "dev.lazypages.cli.LazyPages";
+    private static final Pattern LISTENING = Pattern.compile("page server on ([0-9.]+):(\\d+) for pid \\d+.*");
+    private static final Pattern RESTORED = Pattern.compile("restored pid (\\d+) from .*");
+
+    private Path tmp;
+    private Stubs.Running memtouch;
+    private int restoredPid = -1;
+
+    @BeforeEach
+    void setUp() throws IOException {
+        Requires.root();
+        Requires.ptrace();
+        Requires.userfaultfd();
+        tmp = Files.createTempDirectory("lp-criu-test-");
+    }
+
+    @AfterEach
+    void tearDown() throws IOException {
+        if (restoredPid > 0 && alive(restoredPid)) {
+            Posix.kill(restoredPid, Posix.SIGKILL);
+        }
+        if (memtouch != null) {
+            memtouch.close();
+        }
+        if (tmp != null) {
+            try (Stream<Path> s = Files.walk(tmp)) {
+                s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            }
+        }
+    }
+
+    @Test
+    void lazyDumpServesRestoreLazyPagesAndTheOriginalIsGone() throws Exception {
+        startMemtouch(256, 2);
+        Path dir = tmp.resolve("img");
+        Path fifo = fifo();
+        CompletableFuture<Integer> status = readOneByte(fifo);
+        long t0 = System.nanoTime();
+        try (ChildJvm dump = ChildJvm.start(fifo, DUMP, "dump", "-t", Integer.toString(memtouch.pid()), "-D", dir.toString(),
+                "--lazy-pages", "--address", "127.0.0.1", "--port", "0", "--status-fd", "3", "--lazy-timeout", "120")) {
+            assertEquals(0, status.get(60, TimeUnit.SECONDS), "status byte\n" + dump);
+            int port = port(dump);
+            assertTrue(Files.isRegularFile(dir.resolve(PageServerFiles.TOKEN)), "token file");
+            long frozen = System.nanoTime();
+            try (ChildJvm restore = ChildJvm.start(null, PAGES, "restore", "-D", dir.toString(), "--lazy-pages",
+                    "--address", "127.0.0.1", "--port", Integer.toString(port), "--stub", Stubs.dir().toString())) {
+                restoredPid = restoredPid(restore);
+                assertEquals(0, restore.await(T), restore.toString());
+                assertTrue(restore.stderr().contains("lazy pages done"), restore.toString());
+            }
+            assertEquals(0, dump.await(T), dump.toString());
+            assertTrue(dump.stdout().contains("migrated pid " + memtouch.pid() + " lazily"), dump.toString());
+            System.out.printf("criu-style: dump to listening %.0f ms, listening to source done %.0f ms%n",
+                    (frozen - t0) / 1e6, (System.nanoTime() - frozen) / 1e6);
+        }
+        assertMigrated();
+    }
+
+    @Test
+    void throughThePageServerRelayAsCriuLazyPagesDoes() throws Exception {
+        startMemtouch(64, 2);
+        Path dir = tmp.resolve("img");
+        try (ChildJvm dump = ChildJvm.start(null, DUMP, "dump", "-t", Integer.toString(memtouch.pid()), "-D", dir.toString(),
+                "--lazy-pages", "--address", "127.0.0.1", "--token", "s3cret", "--lazy-timeout", "120")) {
+            int port = port(dump);
+            Path fifo = fifo();
+            CompletableFuture<Integer> status = readOneByte(fifo);
+            try (ChildJvm relay = ChildJvm.start(fifo, PAGES, "--page-server", "--address", "127.0.0.1", "--port",
+                    Integer.toString(port), "-D", dir.toString(), "--token", "s3cret", "--status-fd", "3")) {
+                assertEquals(0, status.get(60, TimeUnit.SECONDS), "relay status byte\n" + relay);
+                assertTrue(Files.isRegularFile(dir.resolve(PageServerFiles.RELAY)), relay.toString());
+                try (ChildJvm restore = ChildJvm.start(null, PAGES, "restore", "-D", dir.toString(), "--lazy-pages",
+                        "--token", "s3cret", "--stub", Stubs.dir().toString())) {
+                    restoredPid = restoredPid(restore);
+                    assertEquals(0, restore.await(T), restore.toString());
+                }
+                assertEquals(0, relay.await(T), relay.toString());
+                assertTrue(relay.stdout().contains("page-server: done"), relay.toString());
+            }
+            assertEquals(0, dump.await(T), dump.toString());
+        }
+        assertMigrated();
+    }
+
+    @Test
+    void aWrongTokenIsRefusedAndTheSourceRollsBack() throws Exception {
+        startMemtouch(64, 2);
+        Path dir = tmp.resolve("img");
+        try (ChildJvm dump = ChildJvm.start(null, DUMP, "dump", "-t", Integer.toString(memtouch.pid()), "-D", dir.toString(),
+                "--lazy-pages", "--address", "127.0.0.1", "--token", "right", "--lazy-timeout", "3")) {
+            int port = port(dump);
+            try (ChildJvm restore = ChildJvm.start(null, PAGES, "restore", "-D", dir.toString(), "--lazy-pages",
+                    "--address", "127.0.0.1", "--port", Integer.toString(port), "--token", "wrong",
+                    "--stub", Stubs.dir().toString())) {
+                assertNotEquals(0, restore.await(T), restore.toString());
+                assertTrue(restore.stderr().contains("token mismatch"), restore.toString());
+                assertFalse(restore.stdout().contains("restored pid"), restore.toString());
+            }
+            assertEquals(1, dump.await(T), dump.toString());
+            assertTrue(dump.stderr().contains("rolled back: pid " + memtouch.pid() + " runs on here"), dump.toString());
+            assertTrue(dump.stderr().contains("refused"), dump.toString());
+        }
+        assertRunsOn();
+    }
+
+    @Test
+    void aDestinationThatNeverComesRollsBackAfterTheLazyTimeout() throws Exception {
+        startMemtouch(64, 1);
+        Path dir = tmp.resolve("img");
+        long t0 = System.nanoTime();
+        try (ChildJvm dump = ChildJvm.start(null, DUMP, "dump", "-t", Integer.toString(memtouch.pid()), "-D", dir.toString(),
+                "--lazy-pages", "--address", "127.0.0.1", "--lazy-timeout", "2")) {
+            port(dump);
+            assertEquals(1, dump.await(T), dump.toString());
+            assertTrue(dump.stderr().contains("never asked for a page within the lazy timeout of 2 s"), dump.toString());
+            assertEquals(1, dump.stderr().lines().count(), "one line: " + dump);
+        }
+        assertTrue(System.nanoTime() - t0 >= TimeUnit.SECONDS.toNanos(2));
+        assertRunsOn();
+    }
+
+    // ---- helpers
+
+    private void startMemtouch(int mib, int threads) {
+        memtouch = Stubs.spawn("memtouch", "--size-mib", Integer.toString(mib), "--threads", Integer.toString(threads),
+                "--dirty-mib-per-sec", "8");
+        memtouch.awaitLine(l -> l.startsWith("HEARTBEAT "), Duration.ofSeconds(30));
+    }
+
+    private Path fifo() throws IOException, InterruptedException {
+        Path f = tmp.resolve("status-" + System.nanoTime());
+        Process p = new ProcessBuilder("mkfifo", f.toString()).inheritIO().start();
+        assertEquals(0, p.waitFor());
+        return f;
+    }
+
+    /** The first byte read from the FIFO (-1 at EOF without one). */
+    private static CompletableFuture<Integer> readOneByte(Path fifo) {
+        return CompletableFuture.supplyAsync(() -> {
+            try (InputStream in = new FileInputStream(fifo.toFile())) {
+                return in.read();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }, r -> Thread.ofPlatform().daemon().start(r));
+    }
+
+    private static int port(ChildJvm dump) throws InterruptedException {
+        Matcher m = LISTENING.matcher(dump.awaitLine(l -> LISTENING.matcher(l).matches(), Duration.ofSeconds(60)));
+        assertTrue(m.matches());
+        return Integer.parseInt(m.group(2));
+    }
+
+    private static int restoredPid(ChildJvm restore) throws InterruptedException {
+        Matcher m = RESTORED.matcher(restore.awaitLine(l -> RESTORED.matcher(l).matches(), T));
+        assertTrue(m.matches());
+        return Integer.parseInt(m.group(1));
+    }
+
+    private void assertMigrated() throws InterruptedException {
+        assertTrue(restoredPid > 0);
+        awaitGone(memtouch.pid());
+        assertTrue(alive(restoredPid), "restored pid " + restoredPid + " is not running");
+        verify(restoredPid);
+        awaitMoreBeats(2);
+    }
+
+    private void assertRunsOn() throws InterruptedException {
+        assertTrue(memtouch.isAlive(), "the original died: " + memtouch.tail());
+        assertNotEquals('t', memtouch.state(), "still traced");
+        verify(memtouch.pid());
+        awaitMoreBeats(2);
+    }
+
+    private void verify(int pid) throws InterruptedException {
+        long before = count("VERIFY");
+        Posix.kill(pid, Posix.SIGUSR1);
+        String v = awaitNth("VERIFY", before + 1);
+        assertTrue(v.startsWith("VERIFY OK"), "pid " + pid + " failed its check:\n" + memtouch.tail());
+    }
+
+    private void awaitMoreBeats(int more) throws InterruptedException {
+        awaitNth("HEARTBEAT ", count("HEARTBEAT ") + more);
+    }
+
+    private long count(String prefix) {
+        return memtouch.lines().stream().filter(l -> l.startsWith(prefix)).count();
+    }
+
+    private String awaitNth(String prefix, long n) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (true) {
+            List<String> l = memtouch.lines().stream().filter(s -> s.startsWith(prefix)).toList();
+            if (l.size() >= n) {
+                return l.getLast();
+            }
+            if (System.nanoTime() - deadline > 0) {
+                fail("no " + n + "th '" + prefix + "' line within 30 s; log:\n" + memtouch.tail());
+            }
+            Thread.sleep(20);
+        }
+    }
+
+    static boolean alive(int pid) {
+        char s = Stubs.stateOf(pid);
+        return s != 'Z' && s != 'X';
+    }
+
+    private static void awaitGone(int pid) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (alive(pid)) {
+            if (System.nanoTime() - deadline > 0) {
+                fail("pid " + pid + " is still alive (state " + Stubs.stateOf(pid) + ")");
+            }
+            Thread.sleep(10);
+        }
+    }
+}
