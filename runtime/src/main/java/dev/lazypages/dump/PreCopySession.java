@@ -58,6 +58,7 @@ public final class PreCopySession implements AutoCloseable {
     private final SeizedProcess process;
     private final Tracking tracker;
     private boolean armed;
+    private boolean durable = true;
     private boolean trackerClosed;
     /** The process and the tracer thread belong to a FrozenProcess now. */
     private boolean handedOff;
@@ -104,6 +105,15 @@ public final class PreCopySession implements AutoCloseable {
 
     public int pid() {
         return pid;
+    }
+
+    /**
+     * {@code false}: pre-dumps are not fsynced (see {@link ImageWriter#durable}): for images
+     * that are disposable anyway, e.g. live migration's rounds, sent away at once. Default true.
+     */
+    public PreCopySession durable(boolean d) {
+        this.durable = d;
+        return this;
     }
 
     public int pageSize() {
@@ -243,7 +253,7 @@ public final class PreCopySession implements AutoCloseable {
             String parent = lastImage != null ? ParentImage.relative(dir, lastImage) : "";
             step = "create the image in " + dir;
             Inventory inv = Dumper.inventory(pid, pageSize, Inventory.Kind.PRE_DUMP, parent, tracker.name());
-            writer = ImageWriter.create(dir, inv);
+            writer = ImageWriter.create(dir, inv).durable(durable);
             step = "store pages";
             long c0 = System.nanoTime();
             PageStore.Stats s = PageStore.store(pid, writer, vmas, dirty, watched, held, true, progress);

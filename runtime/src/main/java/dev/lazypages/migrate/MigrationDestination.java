@@ -111,6 +111,7 @@ public final class MigrationDestination {
             Files.createDirectories(dir);
             step = "receive rounds";
             Msg.RestoreRequest restore = null;
+            long freezeSeen = 0;
             while (restore == null) {
                 Msg m = link.receive(o.idleTimeout(), dir);
                 switch (m) {
@@ -123,6 +124,7 @@ public final class MigrationDestination {
                         say("received %s (%.1f MiB)", d.dir().getFileName(), d.bytes() / 1048576.0);
                     }
                     case Msg.Freeze f -> {
+                        freezeSeen = System.nanoTime();
                         step = "receive the final image";
                         say("source frozen");
                     }
@@ -139,6 +141,11 @@ public final class MigrationDestination {
                 }
             }
             step = "restore";
+            long d0 = System.nanoTime();
+            java.util.Map<String, Double> phases = new java.util.LinkedHashMap<>();
+            if (freezeSeen != 0) {
+                phases.put("freeze to restore request", (d0 - freezeSeen) / 1e6);
+            }
             Path image = dir.resolve(safeName(restore.dir()));
             int imagePid;
             List<LazySource.Run> remoteRuns;
@@ -153,21 +160,26 @@ public final class MigrationDestination {
             PagePlane.Client client = null;
             ImageLazyHandoff handoff = null;
             long restoreStart = System.nanoTime();
+            phases.put("read remote runs", (restoreStart - d0) / 1e6);
             Restorer.Result res;
+            PhaseClock clock = new PhaseClock(phases);
             try {
                 Restorer.Options ro = Restorer.Options.eager(image).withStub(o.stub())
-                        .withProgress(line -> { });
+                        .withProgress(clock::step);
                 if (!remoteRuns.isEmpty()) {
                     client = plane.connect(new InetSocketAddress(link.peerAddress(), restore.pageServerPort()), o.token(),
                             remoteRuns);
                     ro = ro.withRemote(client.source());
+                    phases.put("page client", (System.nanoTime() - restoreStart) / 1e6);
                 }
+                clock.start();
                 boolean lazy = rep.mode.lazy();
                 if (lazy) {
                     handoff = new ImageLazyHandoff();
                     ro = ro.withLazy(handoff);
                 }
                 res = Restorer.restore(ro);
+                clock.step(null);
             } catch (RuntimeException | IOException e) {
                 if (client != null) {
                     client.close();
@@ -184,7 +196,8 @@ public final class MigrationDestination {
             rep.bytesFinal += res.remoteBytesFetched();
             rep.restoreMs = (System.nanoTime() - restoreStart) / 1e6;
             long runningAt = System.nanoTime();
-            link.send(new Msg.Running(restored, rep.restoreMs));
+            link.send(new Msg.Running(restored, rep.restoreMs, phases));
+            phases.forEach(rep::phase);
             say("running as pid %d (restore %.0f ms, %.1f MiB fetched before it ran)", restored, rep.restoreMs,
                     res.remoteBytesFetched() / 1048576.0);
             step = "wait for Commit";
@@ -244,6 +257,35 @@ public final class MigrationDestination {
     }
 
     private PagePlane plane = new NetPagePlane();
+
+    /** Restorer progress lines to time per phase: "restore: " + the step's first two words, summed. */
+    private static final class PhaseClock {
+        private final java.util.Map<String, Double> phases;
+        private String current;
+        private long since = System.nanoTime();
+
+        PhaseClock(java.util.Map<String, Double> phases) {
+            this.phases = phases;
+        }
+
+        void start() {
+            since = System.nanoTime();
+        }
+
+        void step(String line) {
+            long now = System.nanoTime();
+            if (current != null) {
+                phases.merge("restore: " + current, (now - since) / 1e6, Double::sum);
+            }
+            current = line == null ? null : key(line);
+            since = now;
+        }
+
+        static String key(String line) {
+            String[] w = line.split("[ (]", 3);
+            return w.length >= 2 && w[1].matches("[a-z-]+") ? w[0] + " " + w[1] : w[0];
+        }
+    }
 
     MigrationDestination withPlane(PagePlane p) {
         plane = p;

@@ -64,6 +64,17 @@ public final class MigrationReport {
     public double postcopyMs = -1;
     public double restoreMs = -1;
     public double totalMs;
+    /**
+     * Where the time went, in ms, in the order measured: per pre-copy round its dump and send, then
+     * the frozen window (final dump, page server start, final directory, restore at the
+     * destination and its phases). Informational: names may change.
+     */
+    public final Map<String, Double> phasesMs = new LinkedHashMap<>();
+
+    /** Adds {@code ms} to phase {@code name}. */
+    public void phase(String name, double ms) {
+        phasesMs.merge(name, ms, Double::sum);
+    }
 
     /** Sum of pre-copy bytes as rounds were added. */
     public void addRound(Round r) {
@@ -102,6 +113,11 @@ public final class MigrationReport {
         m.put("background_mib_per_sec", round1(backgroundMiBps));
         m.put("postcopy_ms", round1(postcopyMs));
         m.put("total_ms", round1(totalMs));
+        if (!phasesMs.isEmpty()) {
+            Map<String, Object> ph = new LinkedHashMap<>();
+            phasesMs.forEach((k, v) -> ph.put(k, round1(v)));
+            m.put("phases_ms", ph);
+        }
         if (serveLatency != null) {
             m.put("serve_latency_us", percentiles(serveLatency));
         }
@@ -182,6 +198,11 @@ public final class MigrationReport {
                     s.get("max"), s.get("count")));
         }
         row(b, "total ms", fmt(totalMs));
+        if (!phasesMs.isEmpty()) {
+            StringBuilder ph = new StringBuilder();
+            phasesMs.forEach((k, v) -> ph.append(ph.isEmpty() ? "" : ", ").append(k).append(' ').append(fmt(v)));
+            row(b, "phases ms", ph.toString());
+        }
         return b.toString();
     }
 

@@ -227,6 +227,7 @@ public final class MigrationSource {
                 step = "pre-copy";
                 try (PreCopySession s = PreCopySession.start(pid, o.trackMem(), line -> { })) {
                     rep.tracker = s.tracker();
+                    s.durable(false); // rounds are disposable: sent at once, useless after a crash
                     preCopy(s, link, work);
                     step = "freeze and final dump";
                     link.send(new Msg.Freeze());
@@ -258,14 +259,21 @@ public final class MigrationSource {
         while (true) {
             long r0 = System.nanoTime();
             PreDumpResult r = s.preDump(work.resolve(Integer.toString(n)));
+            long r1 = System.nanoTime();
             long sent = link.sendDirectory(n, r.imagesDir());
-            double ms = (System.nanoTime() - r0) / 1e6;
+            long r2 = System.nanoTime();
+            double ms = (r2 - r0) / 1e6;
+            rep.phase("round " + n + " dump", (r1 - r0) / 1e6);
+            rep.phase("round " + n + " copy", r.copyNanos() / 1e6);
+            rep.phase("round " + n + " send", (r2 - r1) / 1e6);
             MigrationReport.Round round = new MigrationReport.Round(n, r.pagesStored(), r.bytesStored(), ms, r.dirtyRate(),
                     r.dirtyRate() * s.pageSize() / 1048576.0);
             rep.addRound(round);
             policy.recordRound(r.toRound());
-            say("round %d: %d pages, %.1f MiB, %.0f ms, %.1f MiB/s (dirty %.1f MiB/s, %d bytes on the wire)", n, r.pagesStored(),
-                    r.bytesStored() / 1048576.0, ms, ms > 0 ? r.bytesStored() / 1048576.0 / (ms / 1000) : 0, round.dirtyMiBps(), sent);
+            say("round %d: %d pages, %.1f MiB, %.0f ms, %.1f MiB/s (dirty %.1f MiB/s, %d bytes on the wire; dump %.0f ms of which "
+                    + "copy %.0f, send %.0f ms)", n, r.pagesStored(), r.bytesStored() / 1048576.0, ms,
+                    ms > 0 ? r.bytesStored() / 1048576.0 / (ms / 1000) : 0, round.dirtyMiBps(), sent, (r1 - r0) / 1e6,
+                    r.copyNanos() / 1e6, (r2 - r1) / 1e6);
             if (n == 1) {
                 o.fault().check(FaultStep.AFTER_FIRST_ROUND);
             }
@@ -292,11 +300,19 @@ public final class MigrationSource {
             say("frozen: final image in %.1f ms, %d pages left at the source (%.1f MiB)", f.dump().frozenNanos() / 1e6,
                     rep.pagesRemote, rep.pagesRemote * (double) f.pageSize() / 1048576.0);
             o.fault().check(FaultStep.AFTER_FREEZE);
+            long h0 = System.nanoTime();
+            rep.phase("freeze: final dump", f.dump().frozenNanos() / 1e6);
+            rep.phase("freeze: to hand-over", (h0 - freezeAt) / 1e6);
             server = plane.serve(link.localAddress(), f, o.token());
+            long h1 = System.nanoTime();
+            rep.phase("freeze: page server", (h1 - h0) / 1e6);
             rep.bytesFinal = link.sendDirectory(FINAL_ROUND, f.imagesDir());
             link.send(new Msg.RestoreRequest(true, server.port(), FINAL));
+            long h2 = System.nanoTime();
+            rep.phase("freeze: send final", (h2 - h1) / 1e6);
             o.fault().check(FaultStep.AFTER_RESTORE_REQUEST);
             Msg m = awaitRunning(link);
+            rep.phase("freeze: wait Running", (System.nanoTime() - h2) / 1e6);
             if (m instanceof Msg.Failed failed) {
                 throw new MigrationException("restore at the destination (" + failed.step() + ")", failed.message(), true, null);
             }
@@ -308,6 +324,7 @@ public final class MigrationSource {
             }
             rep.destinationPid = running.pid();
             rep.restoreMs = running.restoreMs();
+            running.phasesMs().forEach((k, v) -> rep.phase("dest: " + k, v));
         } catch (IOException | TimeoutException | RuntimeException e) {
             // before Running: roll back
             if (server != null) {

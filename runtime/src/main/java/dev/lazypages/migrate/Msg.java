@@ -46,7 +46,16 @@ public sealed interface Msg {
     }
 
     /** Destination → source: the process runs as {@code pid}. */
-    record Running(int pid, double restoreMs) implements Msg {
+    record Running(int pid, double restoreMs, java.util.Map<String, Double> phasesMs) implements Msg {
+        public Running {
+            phasesMs = phasesMs != null ? java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(phasesMs))
+                    : java.util.Map.of();
+        }
+
+        public Running(int pid, double restoreMs) {
+            this(pid, restoreMs, null);
+        }
+
     }
 
     /** Either way: the step that failed and why. */

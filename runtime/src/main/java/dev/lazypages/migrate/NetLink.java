@@ -76,6 +76,7 @@ final class NetLink implements Link {
                 .setSoftwareVersion(NetLink.class.getPackage().getImplementationVersion() != null
                         ? NetLink.class.getPackage().getImplementationVersion() : "dev")
                 .addCapabilities("pre-copy").addCapabilities("post-copy").addCapabilities("hybrid").addCapabilities("page-server")
+                .addCapabilities(ControlConnection.RAW_FILE_DATA)
                 .setPageSize((int) Posix.pageSize()).setKernelRelease(System.getProperty("os.version", ""))
                 .setCpuXcr0(Math.max(0, Features.xcr0())).setToken(token).setRole(role)
                 .setMigrationId(migrationId != null ? migrationId : "").build();
@@ -216,7 +217,8 @@ final class NetLink implements Link {
             case Msg.Freeze f -> b.setFreeze(Freeze.getDefaultInstance());
             case Msg.RestoreRequest r -> b.setRestore(RestoreRequest.newBuilder().setFinalDir(r.dir()).setLazy(r.lazy())
                     .setPageServerPort(r.pageServerPort()));
-            case Msg.Running r -> b.setRunning(Running.newBuilder().setPid(r.pid()).setRestoreMs(Math.round(r.restoreMs())));
+            case Msg.Running r -> b.setRunning(Running.newBuilder().setPid(r.pid()).setRestoreMs(Math.round(r.restoreMs()))
+                    .putAllPhasesMs(r.phasesMs()));
             case Msg.Failed f -> b.setFailed(Failed.newBuilder().setStep(f.step()).setMessage(f.message()));
             case Msg.Commit c -> b.setCommit(Commit.getDefaultInstance());
             case Msg.Abort a -> b.setAbort(Abort.newBuilder().setReason(a.reason()));
@@ -270,7 +272,7 @@ final class NetLink implements Link {
             case FREEZE -> new Msg.Freeze();
             case RESTORE -> new Msg.RestoreRequest(m.getRestore().getLazy(), m.getRestore().getPageServerPort(),
                     m.getRestore().getFinalDir());
-            case RUNNING -> new Msg.Running(m.getRunning().getPid(), m.getRunning().getRestoreMs());
+            case RUNNING -> new Msg.Running(m.getRunning().getPid(), m.getRunning().getRestoreMs(), m.getRunning().getPhasesMsMap());
             case FAILED -> new Msg.Failed(m.getFailed().getStep(), m.getFailed().getMessage());
             case COMMIT -> new Msg.Commit();
             case ABORT -> new Msg.Abort(m.getAbort().getReason());

@@ -4,10 +4,12 @@ import dev.lazypages.net.proto.ControlMessage;
 import dev.lazypages.net.proto.Hello;
 import dev.lazypages.net.proto.Ping;
 import dev.lazypages.net.proto.Refuse;
+import io.netty.channel.AdaptiveRecvByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelPipeline;
+import io.netty.channel.DefaultFileRegion;
 import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.channel.WriteBufferWaterMark;
 import io.netty.handler.codec.protobuf.ProtobufDecoder;
@@ -79,6 +81,8 @@ public final class ControlConnection implements AutoCloseable {
     static ControlConnection install(Channel ch, Hello mine, int maxFrameBytes) {
         ControlConnection c = new ControlConnection(ch, mine);
         ch.config().setWriteBufferWaterMark(WATER_MARK);
+        // reads up to 1 MiB at once: a directory's raw data comes in fewer, larger pieces
+        ch.config().setRecvByteBufAllocator(new AdaptiveRecvByteBufAllocator(64, 16 << 10, 1 << 20));
         ChannelPipeline p = ch.pipeline();
         p.addLast("frameDecoder", new ControlFrameDecoder(maxFrameBytes));
         p.addLast("protobufDecoder", new ProtobufDecoder(ControlMessage.getDefaultInstance()));
@@ -130,6 +134,10 @@ public final class ControlConnection implements AutoCloseable {
      */
     public void send(ControlMessage m) throws IOException {
         ensureUsable();
+        if (m.getSerializedSize() == 0) {
+            // its zero length prefix would read as a raw-data frame's marker
+            throw new IllegalArgumentException("an empty control message cannot be sent");
+        }
         // Counted from here until the socket took it: a message waiting in the event loop's task
         // queue, not yet encoded, does not count against the channel's writability.
         final long size = m.getSerializedSize();
@@ -159,13 +167,66 @@ public final class ControlConnection implements AutoCloseable {
         }
     }
 
+    /** Whether the peer's Hello lists {@code capability}. */
+    public boolean peerCan(String capability) {
+        Hello p = peer;
+        return p != null && p.getCapabilitiesList().contains(capability);
+    }
+
+    /**
+     * Sends {@code count} bytes of {@code file} from {@code position} as one raw-data frame (see
+     * {@link ControlFrameDecoder}): zero-copy (sendfile) where the transport can. Only for a peer
+     * that announced {@link #RAW_FILE_DATA}, and only after a message that tells it the bytes come.
+     * Returns at once; the future completes when the socket took every byte (it is counted
+     * against the back-pressure of {@link #send} meanwhile).
+     */
+    public CompletableFuture<Void> sendFileRegion(java.nio.file.Path file, long position, long count) throws IOException {
+        ensureUsable();
+        if (count <= 0 || count > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("raw-data frame of " + count + " bytes");
+        }
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        ChannelHandlerContext head = channel.pipeline().context(ControlFrameDecoder.class); // first: writes go to the socket as they are
+        unsentBytes.addAndGet(count);
+        head.write(channel.alloc().buffer(ControlFrameDecoder.RAW_HEADER_BYTES).writeByte(0).writeInt((int) count));
+        head.writeAndFlush(new DefaultFileRegion(file.toFile(), position, count)).addListener((ChannelFutureListener) f -> {
+            if (unsentBytes.addAndGet(-count) <= UNSENT_LOW_BYTES) {
+                synchronized (writable) {
+                    writable.notifyAll();
+                }
+            }
+            if (f.isSuccess()) {
+                done.complete(null);
+            } else {
+                fail(f.cause());
+                done.completeExceptionally(new IOException("sending " + file.getFileName() + " to " + remoteAddress()
+                        + " failed: " + f.cause(), f.cause()));
+            }
+        });
+        return done;
+    }
+
+    /** Hello capability: this side reads raw-data frames (FileChunk.raw_length). */
+    public static final String RAW_FILE_DATA = "raw-file-data";
+
     /**
      * The next message from the peer, waiting at most {@code timeout}.
      *
      * @throws SocketTimeoutException when nothing arrived in time
-     * @throws IOException            when the connection is closed (after every earlier message was received)
+     * @throws IOException            when the connection is closed (after every earlier message was received),
+     *                                or raw data arrived instead
      */
     public ControlMessage receive(Duration timeout) throws IOException, InterruptedException {
+        Object o = receiveFrame(timeout);
+        if (o instanceof RawData r) {
+            r.buf().release();
+            throw new IOException("raw data from " + channel.remoteAddress() + " where a control message was expected");
+        }
+        return (ControlMessage) o;
+    }
+
+    /** As {@link #receive}, but also returns {@link RawData} (the caller releases it). */
+    Object receiveFrame(Duration timeout) throws IOException, InterruptedException {
         if (!handshake.isDone() || handshake.isCompletedExceptionally()) {
             throw new IOException("control connection to " + channel.remoteAddress() + " is not connected");
         }
@@ -180,11 +241,11 @@ public final class ControlConnection implements AutoCloseable {
             throw new IOException("control connection to " + channel.remoteAddress() + " closed"
                     + (f == null ? "" : ": " + f), f);
         }
-        ControlMessage m = (ControlMessage) o;
-        if (queuedBytes.addAndGet(-m.getSerializedSize()) < INBOX_LOW_BYTES && !channel.config().isAutoRead()) {
+        long size = o instanceof RawData r ? r.buf().readableBytes() : ((ControlMessage) o).getSerializedSize();
+        if (queuedBytes.addAndGet(-size) < INBOX_LOW_BYTES && !channel.config().isAutoRead()) {
             channel.config().setAutoRead(true); // checked after the decrement: pairs with the handler's re-check
         }
-        return m;
+        return o;
     }
 
     /** Closes the connection (idempotent); pending messages already received stay receivable. */
@@ -246,6 +307,32 @@ public final class ControlConnection implements AutoCloseable {
 
     private final class Handler extends SimpleChannelInboundHandler<ControlMessage> {
         @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) throws Exception {
+            if (!(msg instanceof RawData r)) {
+                super.channelRead(ctx, msg);
+                return;
+            }
+            if (!handshake.isDone()) {
+                r.buf().release();
+                refuse(ctx, "raw data during the handshake");
+                return;
+            }
+            enqueue(ctx, r, r.buf().readableBytes());
+        }
+
+        private void enqueue(ChannelHandlerContext ctx, Object m, long size) {
+            inbox.offer(m);
+            if (queuedBytes.addAndGet(size) > INBOX_HIGH_BYTES) {
+                // The state machine is behind (a directory arriving faster than the disk takes it):
+                // stop reading, so TCP flow control slows the peer instead of our heap filling up.
+                ctx.channel().config().setAutoRead(false);
+                if (queuedBytes.get() < INBOX_LOW_BYTES) { // receive() drained it meanwhile (it saw autoRead on)
+                    ctx.channel().config().setAutoRead(true);
+                }
+            }
+        }
+
+        @Override
         public void channelActive(ChannelHandlerContext ctx) throws Exception {
             ctx.writeAndFlush(ControlMessage.newBuilder().setHello(mine).build());
             super.channelActive(ctx);
@@ -254,15 +341,7 @@ public final class ControlConnection implements AutoCloseable {
         @Override
         protected void channelRead0(ChannelHandlerContext ctx, ControlMessage m) {
             if (handshake.isDone()) {
-                inbox.offer(m);
-                if (queuedBytes.addAndGet(m.getSerializedSize()) > INBOX_HIGH_BYTES) {
-                    // The state machine is behind (a directory arriving faster than the disk takes it):
-                    // stop reading, so TCP flow control slows the peer instead of our heap filling up.
-                    ctx.channel().config().setAutoRead(false);
-                    if (queuedBytes.get() < INBOX_LOW_BYTES) { // receive() drained it meanwhile (it saw autoRead on)
-                        ctx.channel().config().setAutoRead(true);
-                    }
-                }
+                enqueue(ctx, m, m.getSerializedSize());
                 return;
             }
             switch (m.getBodyCase()) {

@@ -2,6 +2,7 @@ package dev.lazypages.net;
 
 import com.google.protobuf.ByteString;
 import com.google.protobuf.UnsafeByteOperations;
+import io.netty.buffer.ByteBuf;
 import dev.lazypages.net.proto.ControlMessage;
 import dev.lazypages.net.proto.DirectoryDone;
 import dev.lazypages.net.proto.FileChunk;
@@ -69,6 +70,7 @@ public final class DirectoryTransfer {
         DirectoryDone.Builder done = DirectoryDone.newBuilder().setRound(round).setDirName(dirName)
                 .setFileCount(files.size());
         long total = 0;
+        boolean raw = c.peerCan(ControlConnection.RAW_FILE_DATA);
         for (Path f : files) {
             String name = checkName(f.getFileName().toString(), "file");
             int mode = 0600;
@@ -78,6 +80,12 @@ public final class DirectoryTransfer {
                 // not a POSIX file system: the default will do, the receiver writes 0600 anyway
             }
             CRC32C crc = new CRC32C();
+            long size = Files.size(f);
+            if (raw && size >= RAW_MIN_BYTES) {
+                total += sendRaw(c, round, f, name, mode, size, crc);
+                done.putCrc32C(name, (int) crc.getValue());
+                continue;
+            }
             try (FileChannel in = FileChannel.open(f, StandardOpenOption.READ)) {
                 long offset = 0;
                 boolean sentAny = false;
@@ -106,6 +114,43 @@ public final class DirectoryTransfer {
         return new Stats(dir, files.size(), total, Duration.ofNanos(System.nanoTime() - t0));
     }
 
+    /**
+     * Sends {@code f} as raw-data frames (zero-copy where the transport can), computing its CRC
+     * into {@code crc} while the bytes are on their way.
+     */
+    private static long sendRaw(ControlConnection c, int round, Path f, String name, int mode, long size, CRC32C crc)
+            throws IOException {
+        List<java.util.concurrent.CompletableFuture<Void>> sent = new ArrayList<>();
+        for (long off = 0; off < size; off += RAW_FRAME_BYTES) {
+            long n = Math.min(RAW_FRAME_BYTES, size - off);
+            c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(name)
+                    .setOffset(off).setRawLength(n).setMode(mode)).build());
+            sent.add(c.sendFileRegion(f, off, n));
+        }
+        try (FileChannel in = FileChannel.open(f, StandardOpenOption.READ)) {
+            for (long off = 0; off < size; off += CRC_MAP_BYTES) {
+                crc.update(in.map(FileChannel.MapMode.READ_ONLY, off, Math.min(CRC_MAP_BYTES, size - off)));
+            }
+        }
+        for (var fut : sent) {
+            try {
+                fut.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted while sending " + name);
+            } catch (java.util.concurrent.ExecutionException e) {
+                throw e.getCause() instanceof IOException io ? io : new IOException(e.getCause());
+            }
+        }
+        return size;
+    }
+
+    /** Files at least this large go as raw-data frames to a peer that reads them. */
+    static final long RAW_MIN_BYTES = 64 << 10;
+    /** Largest raw-data frame. */
+    static final long RAW_FRAME_BYTES = 1L << 30;
+    private static final long CRC_MAP_BYTES = 64L << 20;
+
     /** {@link #receive(ControlConnection, Path, Duration)} waiting up to a minute per message. */
     public static Path receive(ControlConnection c, Path intoParent) throws IOException, InterruptedException {
         return receive(c, intoParent, DEFAULT_IDLE_TIMEOUT).dir();
@@ -129,7 +174,12 @@ public final class DirectoryTransfer {
         int round = -1;
         try {
             while (true) {
-                ControlMessage m = c.receive(idleTimeout);
+                Object frame = c.receiveFrame(idleTimeout);
+                if (frame instanceof RawData r) {
+                    r.buf().release();
+                    throw new IOException("raw data without a FileChunk announcing it");
+                }
+                ControlMessage m = (ControlMessage) frame;
                 if (m.hasFileChunk()) {
                     FileChunk ch = m.getFileChunk();
                     if (round < 0) {
@@ -152,7 +202,14 @@ public final class DirectoryTransfer {
                         cur = new Incoming(tmp, name);
                         files.put(name, cur);
                     }
-                    cur.write(ch.getOffset(), ch.getData());
+                    if (ch.getRawLength() > 0) {
+                        if (!ch.getData().isEmpty()) {
+                            throw new IOException("chunk of " + name + " has both data and raw_length");
+                        }
+                        cur.receiveRaw(c, ch.getOffset(), ch.getRawLength(), idleTimeout);
+                    } else {
+                        cur.write(ch.getOffset(), ch.getData());
+                    }
                 } else if (m.hasDirectoryDone()) {
                     if (cur != null) {
                         cur.finish();
@@ -245,6 +302,44 @@ public final class DirectoryTransfer {
                 }
             }
             size += data.size();
+        }
+
+        /** Takes {@code length} bytes of raw data from {@code c} at {@code offset}. */
+        void receiveRaw(ControlConnection c, long offset, long length, Duration idleTimeout)
+                throws IOException, InterruptedException {
+            if (finished) {
+                throw new IOException("file " + name + " continued after another file started");
+            }
+            if (offset != size) {
+                throw new IOException("chunk of " + name + " at offset " + offset + ", expected " + size);
+            }
+            long left = length;
+            while (left > 0) {
+                Object frame = c.receiveFrame(idleTimeout);
+                if (!(frame instanceof RawData r)) {
+                    throw new IOException("file " + name + ": " + left + " bytes of raw data missing, got "
+                            + ((ControlMessage) frame).getBodyCase());
+                }
+                ByteBuf b = r.buf();
+                try {
+                    int n = b.readableBytes();
+                    if (n > left) {
+                        throw new IOException("file " + name + ": raw data longer than announced");
+                    }
+                    ByteBuffer[] bufs = b.nioBuffers();
+                    for (ByteBuffer bb : bufs) {
+                        crc.update(bb.duplicate());
+                    }
+                    long w = 0;
+                    while (w < n) {
+                        w += out.write(bufs);
+                    }
+                    left -= n;
+                    size += n;
+                } finally {
+                    b.release();
+                }
+            }
         }
 
         void finish() throws IOException {

@@ -1,6 +1,7 @@
 package dev.lazypages.net;
 
 import static dev.lazypages.net.PageFrameDescriptor.*;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -94,6 +95,35 @@ class CodecTest {
         byte[] wire = encodeControl(hello, chunk);
         for (List<Object> got : decodeAllSplits(CodecTest::controlChannel, wire)) {
             assertEquals(List.of(hello, chunk), got);
+        }
+    }
+
+    @Test
+    void rawDataFramesBetweenControlFramesComeOutAsTheirBytesInOrder() {
+        ControlMessage hello = ControlMessage.newBuilder().setHello(Hello.newBuilder().setProtocolVersion(1)).build();
+        ControlMessage chunk = ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setName("pages.img")
+                .setRawLength(10)).build();
+        byte[] raw = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}; // starts with 0: must not be taken for a marker
+        byte[] a = encodeControl(hello, chunk);
+        byte[] b = encodeControl(hello);
+        byte[] wire = new byte[a.length + 5 + raw.length + b.length];
+        System.arraycopy(a, 0, wire, 0, a.length);
+        wire[a.length + 4] = (byte) raw.length; // 0 marker, big-endian length 10
+        System.arraycopy(raw, 0, wire, a.length + 5, raw.length);
+        System.arraycopy(b, 0, wire, a.length + 5 + raw.length, b.length);
+        for (List<Object> got : decodeAllSplits(CodecTest::controlChannel, wire)) {
+            List<Object> msgs = new ArrayList<>();
+            java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+            for (Object o : got) {
+                if (o instanceof RawData r) {
+                    assertEquals(List.of(hello, chunk), msgs, "raw data after the chunk, before the next frame");
+                    bytes.writeBytes(bytes(r.buf()));
+                } else {
+                    msgs.add(o);
+                }
+            }
+            assertEquals(List.of(hello, chunk, hello), msgs);
+            assertArrayEquals(raw, bytes.toByteArray());
         }
     }
 

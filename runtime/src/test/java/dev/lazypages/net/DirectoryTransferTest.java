@@ -111,6 +111,50 @@ class DirectoryTransferTest {
                 recv.bytes() >> 20, recv.elapsed().toMillis(), sent.mibPerSecond(), recv.mibPerSecond());
     }
 
+    @Test
+    void rawFileDataWhenThePeerReadsItSameBytesAndCrcChecked() throws Exception {
+        ControlServer rawServer = null;
+        ControlConnection rawSrc = null;
+        try {
+            LinkedBlockingQueue<ControlConnection> accepted = new LinkedBlockingQueue<>();
+            rawServer = ControlServer.listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0),
+                    rawHello(Role.DESTINATION), accepted::add);
+            rawSrc = ControlClient.connect(rawServer.localAddress(), rawHello(Role.SOURCE), T);
+            ControlConnection rawDst = accepted.poll(10, TimeUnit.SECONDS);
+            assertTrue(rawSrc.peerCan(ControlConnection.RAW_FILE_DATA));
+            long big = Long.getLong("lp.rawBytes", (64L << 20) + 4096 * 3 + 5);
+            Path dir = Files.createDirectory(tmp.resolve("round-3"));
+            writeRandom(dir.resolve("pages.img"), big, 4);
+            writeRandom(dir.resolve("pagemap.img"), 70_000, 5); // raw too (>= 64 KiB)
+            writeRandom(dir.resolve("inventory.img"), 77, 6); // a FileChunk
+            Files.createFile(dir.resolve("empty.img"));
+            Path into = Files.createDirectory(tmp.resolve("dest-raw"));
+            for (int i = 0; i < Integer.getInteger("lp.rawRepeat", 1); i++) {
+                Path into2 = Files.createDirectories(into.resolve("r" + i));
+                CompletableFuture<DirectoryTransfer.Stats> got = receiveAsync(rawDst, into2);
+                DirectoryTransfer.Stats sent = DirectoryTransfer.send(rawSrc, 3, dir);
+                DirectoryTransfer.Stats recv = got.get(60, TimeUnit.SECONDS);
+                assertEquals(sent.bytes(), recv.bytes());
+                for (String name : List.of("empty.img", "inventory.img", "pagemap.img", "pages.img")) {
+                    assertEquals(-1L, Files.mismatch(dir.resolve(name), recv.dir().resolve(name)), name + " differs");
+                }
+                System.out.printf("raw directory transfer: %d MiB in %d ms, %.0f MiB/s (send side), %.0f MiB/s (receive side)%n",
+                        recv.bytes() >> 20, recv.elapsed().toMillis(), sent.mibPerSecond(), recv.mibPerSecond());
+            }
+        } finally {
+            if (rawSrc != null) {
+                rawSrc.close();
+            }
+            if (rawServer != null) {
+                rawServer.close();
+            }
+        }
+    }
+
+    private static dev.lazypages.net.proto.Hello rawHello(Role role) {
+        return ControlConnectionTest.hello(role, 1, "t").toBuilder().addCapabilities(ControlConnection.RAW_FILE_DATA).build();
+    }
+
     private void sendRaw(ControlMessage... ms) throws IOException {
         for (ControlMessage m : ms) {
             src.send(m);
