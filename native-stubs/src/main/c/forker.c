@@ -11,6 +11,11 @@
  * pages=<n>" or "PARENT FAIL ...", waits for the child and prints "CHILD STATUS <s>"
  * (the exit status, or 128+signal), then goes back to pause().  SIGTERM/SIGINT: "EXIT",
  * status 0.  stdout is line buffered (flushed before every fork).
+ *
+ * Signal it only while it sleeps in pause() (/proc/PID/syscall starts with "34 "): the flag is
+ * checked before pause(), so a SIGUSR1 handled just before pause() is entered is lost until the
+ * next signal.  A restored forker resumes by re-executing the pause() it was dumped in, so that
+ * window spans from the restorer's detach until the process runs again (long under CPU load).
  */
 #define _GNU_SOURCE
 #include <signal.h>

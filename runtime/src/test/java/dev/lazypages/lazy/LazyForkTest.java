@@ -22,8 +22,10 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -31,6 +33,7 @@ import org.junit.jupiter.api.io.TempDir;
  * pattern, restored lazily from the image, and told to fork (SIGUSR1) while most of its pages
  * are still missing; the child (served by a child server) and the parent both check every page.
  */
+@Timeout(value = 3, unit = TimeUnit.MINUTES, threadMode = Timeout.ThreadMode.SEPARATE_THREAD) // backstop: never hang the build
 class LazyForkTest {
     private static final Duration TIMEOUT = Duration.ofSeconds(20);
     private static final int SIZE_MIB = 64;
@@ -53,7 +56,7 @@ class LazyForkTest {
         try (ImageLazyHandoff h = new ImageLazyHandoff(LazyPageServer.Options.defaults().withBackground(false))) {
             int pid = Restorer.restore(Restorer.Options.eager(img).withLazy(h)).pid();
             try {
-                Posix.kill(pid, Posix.SIGUSR1);
+                signalWhenPaused(pid, log);
                 awaitLine(log, pid, "CHILD STATUS");
                 List<String> lines = lines(log);
                 assertTrue(lines.contains("CHILD OK pages=" + pages()), String.join("\n", lines));
@@ -61,7 +64,7 @@ class LazyForkTest {
                 assertTrue(lines.contains("CHILD STATUS 0"), String.join("\n", lines));
                 awaitNoChildServer(); // background off: the exit probe (ESRCH) ended the child's server
                 // a second fork, now that the parent has every pattern page: served too
-                Posix.kill(pid, Posix.SIGUSR1);
+                signalWhenPaused(pid, log);
                 awaitCount(log, pid, "CHILD STATUS", 2);
                 lines = lines(log);
                 assertEquals(2, lines.stream().filter(l -> l.equals("CHILD OK pages=" + pages())).count(), String.join("\n", lines));
@@ -80,13 +83,18 @@ class LazyForkTest {
         try (ImageLazyHandoff h = new ImageLazyHandoff(LazyPageServer.Options.defaults().withBackgroundChunk(1, 1))) {
             int pid = Restorer.restore(Restorer.Options.eager(img).withLazy(h)).pid();
             try {
-                Posix.kill(pid, Posix.SIGUSR1);
+                signalWhenPaused(pid, log);
                 awaitLine(log, pid, "CHILD STATUS");
                 List<String> lines = lines(log);
                 assertTrue(lines.contains("CHILD OK pages=" + pages()), String.join("\n", lines));
                 assertTrue(lines.contains("PARENT OK pages=" + pages()), String.join("\n", lines));
                 assertTrue(lines.contains("CHILD STATUS 0"), String.join("\n", lines));
-                LazyStats stats = h.completion().get(60, TimeUnit.SECONDS);
+                LazyStats stats;
+                try {
+                    stats = h.completion().get(60, TimeUnit.SECONDS);
+                } catch (TimeoutException e) {
+                    throw new AssertionError("the lazy restore did not complete within 60 s after the child exited; " + diagnose(pid), e);
+                }
                 System.out.println("lazy fork stats: " + stats);
                 assertEquals(1, stats.forksServed(), stats.toString());
                 assertEquals(0, stats.forksNotServed(), stats.toString());
@@ -98,6 +106,78 @@ class LazyForkTest {
             } finally {
                 kill(pid);
             }
+        }
+    }
+
+    /**
+     * Sends SIGUSR1 once {@code forker} is blocked in pause(). Earlier, the signal can be lost: a
+     * restored process resumes by re-executing the pause() it was dumped in (syscall restart), so a
+     * SIGUSR1 that arrives between the restorer's detach and that re-entry is handled (the flag is
+     * set) and then pause() blocks for good, since the flag is only checked before pause(). Under
+     * CPU load that window is wide (the detached process waits for a CPU while we signal at once).
+     * The same holds between "CHILD STATUS" and the loop's next pause(). Once the process sleeps in
+     * pause(), a signal interrupts it and the loop sees the flag.
+     */
+    private static void signalWhenPaused(int pid, Path log) throws IOException {
+        long deadline = System.nanoTime() + TIMEOUT.toNanos();
+        while (!inPause(pid)) {
+            char s = Stubs.stateOf(pid);
+            if (s == 'Z' || s == 'X' || System.nanoTime() - deadline > 0) {
+                fail("pid " + pid + " never sat in pause() to be signalled; " + diagnose(pid) + "; log:\n" + String.join("\n", lines(log)));
+            }
+            sleep(2);
+        }
+        Posix.kill(pid, Posix.SIGUSR1);
+    }
+
+    /** Blocked in pause(): /proc/PID/syscall names syscall 34 only while the task sleeps in it ("running" otherwise). */
+    private static boolean inPause(int pid) throws IOException {
+        try {
+            return Files.readString(Path.of("/proc/" + pid + "/syscall")).startsWith("34 ");
+        } catch (NoSuchFileException e) {
+            return false;
+        }
+    }
+
+    /** State, wait channel, current syscall and pending signals of pid and its children, for failure messages. */
+    private static String diagnose(int pid) {
+        StringBuilder sb = new StringBuilder();
+        List<String> pids = new java.util.ArrayList<>(List.of(Integer.toString(pid)));
+        try {
+            for (String c : Files.readString(Path.of("/proc/" + pid + "/task/" + pid + "/children")).trim().split("\\s+")) {
+                if (!c.isEmpty()) {
+                    pids.add(c);
+                }
+            }
+        } catch (IOException e) {
+            // gone
+        }
+        for (String p : pids) {
+            sb.append("[pid ").append(p).append(" state ").append(Stubs.stateOf(Integer.parseInt(p)))
+                    .append(" wchan ").append(read("/proc/" + p + "/wchan"))
+                    .append(" syscall ").append(read("/proc/" + p + "/syscall").split(" ")[0]);
+            for (String l : read("/proc/" + p + "/status").split("\n")) {
+                if (l.startsWith("SigPnd") || l.startsWith("ShdPnd") || l.startsWith("SigBlk")) {
+                    sb.append(' ').append(l.replace(":\t", "="));
+                }
+            }
+            sb.append(']');
+        }
+        StringBuilder servers = new StringBuilder();
+        Thread.getAllStackTraces().forEach((t, st) -> {
+            if (t.getName().startsWith("lazy-")) {
+                servers.append("\n  ").append(t.getName()).append(' ').append(t.getState())
+                        .append(st.length > 0 ? " at " + st[0] : "");
+            }
+        });
+        return sb + "; server threads:" + servers;
+    }
+
+    private static String read(String file) {
+        try {
+            return Files.readString(Path.of(file)).trim();
+        } catch (IOException e) {
+            return "?";
         }
     }
 
@@ -159,7 +239,8 @@ class LazyForkTest {
         while (lines(log).stream().filter(l -> l.startsWith(prefix)).count() < n) {
             char s = Stubs.stateOf(pid);
             if (s == 'Z' || s == 'X' || System.nanoTime() - deadline > 0) {
-                fail("pid " + pid + " (state " + s + "): no " + n + " line(s) " + prefix + "; log:\n" + String.join("\n", lines(log)));
+                fail("pid " + pid + " (state " + s + "): no " + n + " line(s) " + prefix + " within " + TIMEOUT.toSeconds() + " s; "
+                        + diagnose(pid) + "; log:\n" + String.join("\n", lines(log)));
             }
             sleep(5);
         }

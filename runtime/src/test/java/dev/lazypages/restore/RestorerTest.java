@@ -230,6 +230,9 @@ class RestorerTest {
         int pid = Integer.parseInt(m.group(1));
         try (TestProcess c = new TestProcess(pid, log)) {
             assertEquals(pid + "", Files.readString(pidfile).strip());
+            // Signal only once it is back inside pause(): sleeper checks its flag before the call,
+            // so a signal landing between the restart and the call would wait for the next one.
+            awaitSyscall(pid, "34 ");
             c.signal(Posix.SIGUSR1);
             c.awaitLine(l -> l.equals("ALIVE 1"), TIMEOUT);
         }
