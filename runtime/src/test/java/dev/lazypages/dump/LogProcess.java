@@ -1,18 +1,9 @@
 package dev.lazypages.dump;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
-import dev.lazypages.ffm.Errno;
-import dev.lazypages.ffm.Features;
 import dev.lazypages.ffm.Posix;
-import dev.lazypages.ffm.SyscallException;
 import dev.lazypages.ffm.testing.Stubs;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -36,33 +27,7 @@ final class LogProcess implements AutoCloseable {
 
     static LogProcess spawn(Path dir, String name, String... args) {
         Path log = dir.resolve(name + ".log");
-        String[] all = new String[args.length + 4];
-        all[0] = "-c";
-        all[1] = "exec \"$@\" >>'" + log + "' 2>&1";
-        all[2] = "sh";
-        all[3] = Stubs.path(name).toString();
-        System.arraycopy(args, 0, all, 4, args.length);
-        try {
-            LogProcess p = new LogProcess(Features.spawnDetached("/bin/sh", all), log);
-            Path want = Stubs.path(name).toRealPath();
-            long deadline = System.nanoTime() + TIMEOUT.toNanos();
-            while (true) {
-                try {
-                    if (Files.readSymbolicLink(Path.of("/proc/" + p.pid + "/exe")).equals(want)) {
-                        return p;
-                    }
-                } catch (IOException e) {
-                    fail("pid " + p.pid + " exited before running " + name);
-                }
-                if (System.nanoTime() - deadline > 0) {
-                    p.close();
-                    fail("pid " + p.pid + " did not exec " + name);
-                }
-                sleep(2);
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+        return new LogProcess(Stubs.spawnToLog(log, true, TIMEOUT, name, args), log);
     }
 
     /** memtouch of {@code mib} MiB, {@code threads} workers, dirtying {@code rate} MiB/s, once it has beaten once. */
@@ -74,13 +39,7 @@ final class LogProcess implements AutoCloseable {
     }
 
     List<String> lines() {
-        try {
-            return Files.readAllLines(log, StandardCharsets.UTF_8);
-        } catch (NoSuchFileException e) {
-            return List.of();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+        return Stubs.lines(log);
     }
 
     long count(Predicate<String> p) {
@@ -93,21 +52,7 @@ final class LogProcess implements AutoCloseable {
 
     /** Waits until {@code n} lines match; returns the last. */
     String awaitCount(Predicate<String> wanted, long n, Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (true) {
-            boolean alive = isAlive();
-            List<String> m = lines().stream().filter(wanted).toList();
-            if (m.size() >= n) {
-                return m.getLast();
-            }
-            if (!alive) {
-                fail("pid " + pid + " died (state " + Stubs.stateOf(pid) + "); log:\n" + tail());
-            }
-            if (System.nanoTime() - deadline > 0) {
-                fail("pid " + pid + " printed no expected line within " + timeout + "; log:\n" + tail());
-            }
-            sleep(5);
-        }
+        return Stubs.awaitMatches(pid, log, "pid " + pid, wanted, n, timeout, 30).getLast();
     }
 
     /** SIGUSR1, then the next VERIFY line must be VERIFY OK. */
@@ -125,47 +70,19 @@ final class LogProcess implements AutoCloseable {
     }
 
     boolean isAlive() {
-        char s = Stubs.stateOf(pid);
-        return s != 'Z' && s != 'X';
+        return Stubs.isAlive(pid);
     }
 
     String tail() {
-        List<String> l = lines();
-        return String.join("\n", l.subList(Math.max(0, l.size() - 30), l.size()));
+        return Stubs.tail(log, 30);
     }
 
     static void awaitDead(int pid) {
-        long deadline = System.nanoTime() + TIMEOUT.toNanos();
-        while (true) {
-            char s = Stubs.stateOf(pid);
-            if (s == 'Z' || s == 'X') {
-                return;
-            }
-            if (System.nanoTime() - deadline > 0) {
-                fail("pid " + pid + " is still alive (state " + s + ")");
-            }
-            sleep(2);
-        }
-    }
-
-    static void sleep(long ms) {
-        try {
-            Thread.sleep(ms);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException(e);
-        }
+        Stubs.awaitDead(pid, TIMEOUT);
     }
 
     @Override
     public void close() {
-        try {
-            Posix.kill(pid, Posix.SIGKILL);
-        } catch (SyscallException e) {
-            if (e.errno() != Errno.ESRCH) {
-                throw e;
-            }
-        }
-        awaitDead(pid);
+        Stubs.kill(pid, TIMEOUT);
     }
 }

@@ -1,7 +1,6 @@
 package dev.lazypages.migrate;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.testing.Stubs;
@@ -47,20 +46,8 @@ final class Memtouch implements AutoCloseable {
     }
 
     String awaitCount(Predicate<String> wanted, long n) {
-        long deadline = System.nanoTime() + TIMEOUT.toNanos();
-        while (true) {
-            List<String> m = lines().stream().filter(wanted).toList();
-            if (m.size() >= n) {
-                return m.getLast();
-            }
-            if (!alive(pid)) {
-                fail("pid " + pid + " died (state " + Stubs.stateOf(pid) + "); log:\n" + original.tail());
-            }
-            if (System.nanoTime() - deadline > 0) {
-                fail("pid " + pid + ": no expected line within " + TIMEOUT + "; log:\n" + original.tail());
-            }
-            sleep(10);
-        }
+        int p = pid;
+        return Stubs.awaitMatches(p, original.log(), "pid " + p, wanted, n, TIMEOUT, 20).getLast();
     }
 
     /** SIGUSR1 to the current pid; the next VERIFY line must be VERIFY OK. */
@@ -77,27 +64,11 @@ final class Memtouch implements AutoCloseable {
     }
 
     static boolean alive(int pid) {
-        char s = Stubs.stateOf(pid);
-        return s != 'Z' && s != 'X';
+        return Stubs.isAlive(pid);
     }
 
     static void awaitGone(int pid) {
-        long deadline = System.nanoTime() + TIMEOUT.toNanos();
-        while (alive(pid)) {
-            if (System.nanoTime() - deadline > 0) {
-                fail("pid " + pid + " is still alive (state " + Stubs.stateOf(pid) + ")");
-            }
-            sleep(5);
-        }
-    }
-
-    static void sleep(long ms) {
-        try {
-            Thread.sleep(ms);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException(e);
-        }
+        Stubs.awaitDead(pid, TIMEOUT);
     }
 
     @Override

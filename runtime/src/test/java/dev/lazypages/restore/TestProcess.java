@@ -1,17 +1,7 @@
 package dev.lazypages.restore;
 
-import static org.junit.jupiter.api.Assertions.fail;
-
-import dev.lazypages.ffm.Errno;
-import dev.lazypages.ffm.Features;
 import dev.lazypages.ffm.Posix;
-import dev.lazypages.ffm.SyscallException;
 import dev.lazypages.ffm.testing.Stubs;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -25,6 +15,7 @@ import java.util.function.Predicate;
  */
 final class TestProcess implements AutoCloseable {
     static final Duration TIMEOUT = Duration.ofSeconds(10);
+    private static final Duration EXEC_AND_DEATH_TIMEOUT = Duration.ofSeconds(5);
 
     private final int pid;
     private final Path log;
@@ -37,44 +28,7 @@ final class TestProcess implements AutoCloseable {
     /** Starts stub {@code name} detached; {@code append} opens the log O_APPEND (two copies can share it). */
     static TestProcess spawn(Path logDir, boolean append, String name, String... args) {
         Path log = logDir.resolve(name + ".log");
-        String redirect = append ? ">>" : ">";
-        String[] all = new String[args.length + 1];
-        all[0] = Stubs.path(name).toString();
-        System.arraycopy(args, 0, all, 1, args.length);
-        try {
-            int pid = Features.spawnDetached("/bin/sh", withScript(redirect, log, all));
-            TestProcess p = new TestProcess(pid, log);
-            p.awaitExec(Stubs.path(name));
-            return p;
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
-    }
-
-    private static String[] withScript(String redirect, Path log, String[] program) {
-        // spawnDetached runs /bin/sh ARGS detached; we need it to exec the program with our redirect
-        String[] out = new String[program.length + 3];
-        out[0] = "-c";
-        out[1] = "exec \"$@\" " + redirect + "'" + log + "' 2>&1";
-        out[2] = "sh";
-        System.arraycopy(program, 0, out, 3, program.length);
-        return out;
-    }
-
-    private void awaitExec(Path program) throws IOException {
-        Path want = program.toRealPath();
-        long deadline = System.nanoTime() + Duration.ofSeconds(5).toNanos();
-        while (System.nanoTime() - deadline < 0) {
-            try {
-                if (Files.readSymbolicLink(Path.of("/proc/" + pid + "/exe")).equals(want)) {
-                    return;
-                }
-            } catch (IOException e) {
-                fail("pid " + pid + " exited before running " + program);
-            }
-            sleep(2);
-        }
-        fail("pid " + pid + " did not exec " + program);
+        return new TestProcess(Stubs.spawnToLog(log, append, EXEC_AND_DEATH_TIMEOUT, name, args), log);
     }
 
     int pid() {
@@ -86,33 +40,12 @@ final class TestProcess implements AutoCloseable {
     }
 
     List<String> lines() {
-        try {
-            return Files.readAllLines(log, StandardCharsets.UTF_8);
-        } catch (NoSuchFileException e) {
-            return List.of();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+        return Stubs.lines(log);
     }
 
     /** Polls the log until a line matches; fails quoting the log's tail. */
     String awaitLine(Predicate<String> wanted, Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (true) {
-            boolean alive = isAlive();
-            for (String line : lines()) {
-                if (wanted.test(line)) {
-                    return line;
-                }
-            }
-            if (!alive) {
-                fail("pid " + pid + " died (state " + Stubs.stateOf(pid) + "); log:\n" + tail());
-            }
-            if (System.nanoTime() - deadline > 0) {
-                fail("pid " + pid + " printed no expected line within " + timeout + "; log:\n" + tail());
-            }
-            sleep(5);
-        }
+        return Stubs.awaitMatches(pid, log, "pid " + pid, wanted, 1, timeout, 30).getFirst();
     }
 
     /** Number of lines matching now. */
@@ -122,21 +55,11 @@ final class TestProcess implements AutoCloseable {
 
     /** Waits until more lines match {@code p} than {@code before}. */
     void awaitMore(Predicate<String> p, long before, Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (count(p) <= before) {
-            if (!isAlive()) {
-                fail("pid " + pid + " died; log:\n" + tail());
-            }
-            if (System.nanoTime() - deadline > 0) {
-                fail("pid " + pid + ": no new matching line within " + timeout + "; log:\n" + tail());
-            }
-            sleep(5);
-        }
+        Stubs.awaitMatches(pid, log, "pid " + pid, p, before + 1, timeout, 30);
     }
 
     boolean isAlive() {
-        char s = Stubs.stateOf(pid);
-        return s != 'Z' && s != 'X';
+        return Stubs.isAlive(pid);
     }
 
     void signal(int sig) {
@@ -144,8 +67,7 @@ final class TestProcess implements AutoCloseable {
     }
 
     String tail() {
-        List<String> l = lines();
-        return String.join("\n", l.subList(Math.max(0, l.size() - 30), l.size()));
+        return Stubs.tail(log, 30);
     }
 
     /** The highest n of the "PREFIX n" lines (0 if none). */
@@ -165,36 +87,14 @@ final class TestProcess implements AutoCloseable {
 
     @Override
     public void close() {
-        try {
-            Posix.kill(pid, Posix.SIGKILL);
-        } catch (SyscallException e) {
-            if (e.errno() != Errno.ESRCH) {
-                throw e;
-            }
-        }
-        awaitDead(pid);
+        Stubs.kill(pid, EXEC_AND_DEATH_TIMEOUT);
     }
 
     static void awaitDead(int pid) {
-        long deadline = System.nanoTime() + Duration.ofSeconds(5).toNanos();
-        while (true) {
-            char s = Stubs.stateOf(pid);
-            if (s == 'Z' || s == 'X') {
-                return;
-            }
-            if (System.nanoTime() - deadline > 0) {
-                fail("pid " + pid + " is still alive (state " + s + ")");
-            }
-            sleep(2);
-        }
+        Stubs.awaitDead(pid, EXEC_AND_DEATH_TIMEOUT);
     }
 
     static void sleep(long ms) {
-        try {
-            Thread.sleep(ms);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException(e);
-        }
+        Stubs.sleep(ms);
     }
 }

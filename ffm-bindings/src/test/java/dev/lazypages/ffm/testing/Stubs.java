@@ -3,6 +3,7 @@ package dev.lazypages.ffm.testing;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.lazypages.ffm.Errno;
+import dev.lazypages.ffm.Features;
 import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.Ptrace;
 import dev.lazypages.ffm.SyscallException;
@@ -190,13 +191,7 @@ public final class Stubs {
 
         /** The lines of the log so far (an unfinished last line included). */
         public List<String> lines() {
-            try {
-                return Files.readAllLines(log, StandardCharsets.UTF_8);
-            } catch (NoSuchFileException e) {
-                return List.of();
-            } catch (IOException e) {
-                throw new UncheckedIOException("cannot read " + log, e);
-            }
+            return Stubs.lines(log);
         }
 
         /**
@@ -205,22 +200,7 @@ public final class Stubs {
          * program dies first.
          */
         public String awaitLine(Predicate<String> wanted, Duration timeout) {
-            long deadline = System.nanoTime() + timeout.toNanos();
-            while (true) {
-                boolean aliveBefore = isAlive(); // read the log after this, so no last words are missed
-                for (String line : lines()) {
-                    if (wanted.test(line)) {
-                        return line;
-                    }
-                }
-                if (!aliveBefore) {
-                    fail(this + " died before printing the expected line; log:\n" + tail());
-                }
-                if (System.nanoTime() - deadline > 0) {
-                    fail(this + " printed no expected line within " + timeout + "; log:\n" + tail());
-                }
-                sleep(5);
-            }
+            return awaitMatches(pid, log, toString(), wanted, 1, timeout, 20).getFirst();
         }
 
         /** {@link #awaitLine(Predicate, Duration)} for a regular expression matching the whole line. */
@@ -240,8 +220,7 @@ public final class Stubs {
 
         /** Running or stopped; false once it is a zombie or gone. */
         public boolean isAlive() {
-            char s = state();
-            return s != 'Z' && s != 'X';
+            return Stubs.isAlive(pid);
         }
 
         /** kill(2) with {@code signal}. */
@@ -251,8 +230,7 @@ public final class Stubs {
 
         /** The last lines of the log, for failure messages. */
         public String tail() {
-            List<String> l = lines();
-            return String.join("\n", l.subList(Math.max(0, l.size() - 20), l.size()));
+            return Stubs.tail(log, 20);
         }
 
         /** SIGKILLs the program, waits until it is dead (a zombie counts) and removes its log. */
@@ -262,13 +240,7 @@ public final class Stubs {
                 return;
             }
             closed = true;
-            try {
-                Posix.kill(pid, Posix.SIGKILL);
-            } catch (SyscallException e) {
-                if (e.errno() != Errno.ESRCH) {
-                    throw e;
-                }
-            }
+            sigkill(pid);
             long deadline = System.nanoTime() + DEATH_TIMEOUT.toNanos();
             reapIfTraced();
             while (isAlive()) {
@@ -350,6 +322,128 @@ public final class Stubs {
         }
     }
 
+    /*
+     * Helpers for processes known only by pid and log file: a stub started with
+     * spawnToLog (its log can be shared, e.g. with a restored copy of it), or such a restored copy.
+     */
+
+    /**
+     * Starts stub {@code name} with {@link Features#spawnDetached} through {@code /bin/sh -c
+     * 'exec "$@" >LOG 2>&1'} ({@code >>} when {@code append}, so that two processes can share the
+     * log) and waits up to {@code execTimeout} until it runs the stub; returns its pid. Fails the
+     * test (after killing it) when it does not exec in time, or exits first.
+     */
+    public static int spawnToLog(Path log, boolean append, Duration execTimeout, String name, String... args) {
+        Path program = path(name);
+        String[] all = new String[args.length + 4];
+        all[0] = "-c";
+        all[1] = "exec \"$@\" " + (append ? ">>" : ">") + "'" + log + "' 2>&1";
+        all[2] = "sh";
+        all[3] = program.toString();
+        System.arraycopy(args, 0, all, 4, args.length);
+        try {
+            int pid = Features.spawnDetached("/bin/sh", all);
+            Path want = program.toRealPath();
+            long deadline = System.nanoTime() + execTimeout.toNanos();
+            while (true) {
+                try {
+                    if (Files.readSymbolicLink(Path.of("/proc/" + pid + "/exe")).equals(want)) {
+                        return pid;
+                    }
+                } catch (IOException e) {
+                    fail("pid " + pid + " exited before running " + name);
+                }
+                if (System.nanoTime() - deadline > 0) {
+                    kill(pid, DEATH_TIMEOUT);
+                    fail("pid " + pid + " did not exec " + name);
+                }
+                sleep(2);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** The lines of {@code log} so far (an unfinished last line included); none while it does not exist. */
+    public static List<String> lines(Path log) {
+        try {
+            return Files.readAllLines(log, StandardCharsets.UTF_8);
+        } catch (NoSuchFileException e) {
+            return List.of();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + log, e);
+        }
+    }
+
+    /** The last {@code n} lines of {@code log}, for failure messages. */
+    public static String tail(Path log, int n) {
+        List<String> l = lines(log);
+        return String.join("\n", l.subList(Math.max(0, l.size() - n), l.size()));
+    }
+
+    /**
+     * Polls {@code log} until at least {@code n} of its lines match {@code wanted} and returns all
+     * the matching lines (in order); fails the test, naming {@code who} and quoting the last
+     * {@code tailLines} lines of the log, when {@code pid} dies first or {@code timeout} passes.
+     */
+    public static List<String> awaitMatches(int pid, Path log, String who, Predicate<String> wanted, long n,
+            Duration timeout, int tailLines) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            boolean aliveBefore = isAlive(pid); // read the log after this, so no last words are missed
+            List<String> m = lines(log).stream().filter(wanted).toList();
+            if (m.size() >= n) {
+                return m;
+            }
+            if (!aliveBefore) {
+                fail(who + " died (state " + stateOf(pid) + ") before printing the expected line; log:\n"
+                        + tail(log, tailLines));
+            }
+            if (System.nanoTime() - deadline > 0) {
+                fail(who + " printed no expected line within " + timeout + "; log:\n" + tail(log, tailLines));
+            }
+            sleep(5);
+        }
+    }
+
+    /** Running or stopped; false once {@code pid} is a zombie or gone. */
+    public static boolean isAlive(int pid) {
+        char s = stateOf(pid);
+        return s != 'Z' && s != 'X';
+    }
+
+    /** SIGKILLs {@code pid}; no such process is fine. */
+    public static void sigkill(int pid) {
+        try {
+            Posix.kill(pid, Posix.SIGKILL);
+        } catch (SyscallException e) {
+            if (e.errno() != Errno.ESRCH) {
+                throw e;
+            }
+        }
+    }
+
+    /** {@link #sigkill}, then {@link #awaitDead}. */
+    public static void kill(int pid, Duration timeout) {
+        sigkill(pid);
+        awaitDead(pid, timeout);
+    }
+
+    /** Waits until {@code pid} is a zombie or gone (this container's init does not always reap); fails after {@code timeout}. */
+    public static void awaitDead(int pid, Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            char s = stateOf(pid);
+            if (s == 'Z' || s == 'X') {
+                return;
+            }
+            if (System.nanoTime() - deadline > 0) {
+                fail("pid " + pid + " is still alive (state " + s + ")");
+            }
+            sleep(2);
+        }
+    }
+
     /** The state letter of /proc/PID/stat, 'X' when there is no such process. */
     public static char stateOf(int pid) {
         return stateOf(Path.of("/proc/" + pid + "/stat"));
@@ -370,7 +464,8 @@ public final class Stubs {
         }
     }
 
-    private static void sleep(long millis) {
+    /** Thread.sleep, rethrowing an interrupt as IllegalStateException (the interrupt flag kept). */
+    public static void sleep(long millis) {
         try {
             Thread.sleep(millis);
         } catch (InterruptedException e) {
