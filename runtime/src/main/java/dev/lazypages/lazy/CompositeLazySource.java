@@ -146,19 +146,7 @@ public final class CompositeLazySource implements LazySource {
 
     /** Index of the last segment starting at or below {@code vaddr}, or -1. */
     private int segmentOf(long vaddr) {
-        int lo = 0;
-        int hi = segStart.length - 1;
-        int found = -1;
-        while (lo <= hi) {
-            int mid = (lo + hi) >>> 1;
-            if (Long.compareUnsigned(segStart[mid], vaddr) <= 0) {
-                found = mid;
-                lo = mid + 1;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        return found;
+        return SortedAddresses.floorIndex(segStart, vaddr);
     }
 
     /** The same composition over the two sources' {@link LazySource#sharedView() shared views}. */

@@ -253,19 +253,7 @@ public final class ImageLazySource implements LazySource, AutoCloseable {
 
     /** Index of the last extent starting at or below {@code vaddr}, or -1. */
     private int extentOf(long vaddr) {
-        int lo = 0;
-        int hi = extVaddr.length - 1;
-        int found = -1;
-        while (lo <= hi) {
-            int mid = (lo + hi) >>> 1;
-            if (Long.compareUnsigned(extVaddr[mid], vaddr) <= 0) {
-                found = mid;
-                lo = mid + 1;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        return found;
+        return SortedAddresses.floorIndex(extVaddr, vaddr);
     }
 
     private static String hex(long v) {
