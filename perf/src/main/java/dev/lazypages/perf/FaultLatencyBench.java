@@ -1,0 +1,231 @@
+package dev.lazypages.perf;
+
+import dev.lazypages.ffm.Features;
+import dev.lazypages.perf.suite.SuiteBench;
+import dev.lazypages.perf.suite.SuiteContext;
+import dev.lazypages.perf.suite.SuiteResult;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.function.Consumer;
+import org.HdrHistogram.Histogram;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Mixin;
+
+/**
+ * {@code fault-latency}: the toucher touches N random pages of lazily restored memory, at a
+ * fixed rate, through our engine and through the C floor ({@link TouchRig}), idle (no
+ * background transfer) and while the background transfer runs. Each touch's latency is taken
+ * by the toucher itself (the same C code in both pipelines); touches that found their page in
+ * already (under {@link TouchRun#HIT_NANOS}: the background was first) are counted apart. One
+ * warm-up round, then {@code repeat} rounds, the four variants interleaved in each round so
+ * that the machine's load falls on all of them alike.
+ */
+@Command(name = "fault-latency", mixinStandardHelpOptions = true, versionProvider = Bench.Version.class,
+        usageHelpAutoWidth = true,
+        description = {
+            "Fault latency of lazily restored memory against the C floor, idle and with the background transfer running.",
+            "",
+            "Writes DIR/fault-latency.json, .md and one .hgrm per variant (all measured runs merged)."
+        })
+public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
+    /**
+     * @param pages          region size in pages
+     * @param touches        random pages touched per run
+     * @param intervalMicros touch interval (the fixed rate)
+     * @param repeat         measured rounds after one warm-up round
+     */
+    record Config(int pages, int touches, int intervalMicros, int repeat, long seed, Path stubsDir, Path workDir) {
+        static Config full() {
+            return new Config(262_144, 5_000, 100, 5, 42, null, null);
+        }
+
+        static Config quick() {
+            return new Config(65_536, 300, 100, 2, 42, null, null);
+        }
+    }
+
+    private static final String[][] VARIANTS = {{"floor", "idle"}, {"ours", "idle"}, {"floor", "background"}, {"ours", "background"}};
+
+    @Mixin
+    private TouchBenches.CommonOptions common;
+
+    @Option(names = "--size-mib", defaultValue = "1024", description = "Region size in MiB (default ${DEFAULT-VALUE}).")
+    private int sizeMib;
+
+    @Option(names = "--touches", defaultValue = "5000", description = "Random pages touched per run (default ${DEFAULT-VALUE}).")
+    private int touches;
+
+    @Option(names = "--interval-us", defaultValue = "100",
+            description = "Touch interval: the fixed rate the toucher drives faults at (default ${DEFAULT-VALUE}).")
+    private int intervalMicros;
+
+    @Option(names = "--repeat", defaultValue = "5", description = "Measured rounds, after one warm-up round (default ${DEFAULT-VALUE}).")
+    private int repeat;
+
+    @Option(names = "--seed", defaultValue = "42", description = "Seed of the pattern and the order (default ${DEFAULT-VALUE}).")
+    private long seed;
+
+    @Override
+    public String name() {
+        return "fault-latency";
+    }
+
+    @Override
+    public String title() {
+        return "Fault latency: ours against the C floor";
+    }
+
+    @Override
+    public SuiteResult run(SuiteContext ctx) throws Exception {
+        return measure(ctx.quick() ? Config.quick() : Config.full(), ctx.progress());
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        if (sizeMib < 1 || touches < 1 || repeat < 1 || intervalMicros < 0) {
+            throw new IllegalArgumentException("--size-mib, --touches and --repeat must be at least 1, --interval-us at least 0");
+        }
+        Config c = common.quick ? new Config(Config.quick().pages(), Config.quick().touches(), Config.quick().intervalMicros(),
+                Config.quick().repeat(), seed, common.stubsDir, common.workDir)
+                : new Config(sizeMib * 256, touches, intervalMicros, repeat, seed, common.stubsDir, common.workDir);
+        if (c.touches() > c.pages()) {
+            throw new IllegalArgumentException("--touches must not exceed the region's pages (" + c.pages() + ")");
+        }
+        return common.run(this, say -> measure(c, say));
+    }
+
+    static SuiteResult measure(Config c, Consumer<String> say) throws Exception {
+        Features.ptrace().ensureAvailable();
+        Features.userfaultfd().ensureAvailable();
+        String machine = TouchBenches.machine();
+        TouchSpec base = new TouchSpec(c.pages(), c.touches(), true, c.seed(), c.intervalMicros(), false, true, Duration.ZERO);
+        Map<String, Samples[]> pct = new LinkedHashMap<>();
+        Map<String, Samples> hits = new LinkedHashMap<>();
+        Map<String, Histogram> merged = new LinkedHashMap<>();
+        for (String[] v : VARIANTS) {
+            String k = v[0] + " " + v[1];
+            pct.put(k, TouchBenches.percentileRows(k));
+            hits.put(k, new Samples(k + ": touches that found the page in", "touches"));
+            merged.put(k, new Histogram(3));
+        }
+        Samples[] ratio = {new Samples("idle p50 ours/floor", "×"), new Samples("idle p99 ours/floor", "×"),
+                new Samples("idle p99.9 ours/floor", "×"), new Samples("background p50 ours/floor", "×"),
+                new Samples("background p99 ours/floor", "×"), new Samples("ours p99 background/idle", "×")};
+        String lastDetail = "";
+        Map<String, Integer> unmeasured = new LinkedHashMap<>();
+        Map<String, Samples> lag = new LinkedHashMap<>();
+        for (String k : List.of("floor background", "ours background")) {
+            lag.put(k, new Samples(k + ": touching began after the transfer started", "ms"));
+        }
+        try (TouchRig rig = new TouchRig(c.stubsDir(), c.workDir(), say)) {
+            for (int i = 0; i <= c.repeat(); i++) {
+                Map<String, Histogram> round = new LinkedHashMap<>();
+                for (String[] v : VARIANTS) {
+                    String k = v[0] + " " + v[1];
+                    TouchSpec s = base.withBackground(v[1].equals("background"));
+                    TouchRun r = rig.run(v[0], s);
+                    TouchBenches.check(r);
+                    Histogram h = r.faultHistogram();
+                    if (h.getTotalCount() == 0 && !s.background()) {
+                        throw new BenchFailure(k + ": no touch faulted (" + r.toucher().touches() + " touches)");
+                    }
+                    say.accept(String.format(Locale.ROOT, "%s round %d %-17s %s; %d of %d touches faulted: p50 %.1f p99 %.1f p99.9 %.1f µs",
+                            i == 0 ? "warm-up " : "measured", i, k, s.describe(), r.faultedTouches(), r.toucher().touches(),
+                            Reports.micros(h, 50), Reports.micros(h, 99), Reports.micros(h, 99.9))
+                            + (v[0].equals("ours") ? "; " + r.detail() : ""));
+                    if (v[0].equals("ours")) {
+                        lastDetail = r.detail();
+                    }
+                    if (i == 0) {
+                        continue;
+                    }
+                    if (s.background()) {
+                        lag.get(k).add(r.touchLagNanos() / 1e6);
+                    }
+                    if (h.getTotalCount() == 0) { // the background brought every touched page first
+                        unmeasured.merge(k, 1, Integer::sum);
+                        hits.get(k).add(r.toucher().touches());
+                        continue;
+                    }
+                    round.put(k, h);
+                    TouchBenches.addPercentiles(pct.get(k), h);
+                    hits.get(k).add(r.toucher().touches() - r.faultedTouches());
+                    merged.get(k).add(h);
+                }
+                if (i > 0) {
+                    addRatio(ratio[0], round, "ours idle", "floor idle", 50);
+                    addRatio(ratio[1], round, "ours idle", "floor idle", 99);
+                    addRatio(ratio[2], round, "ours idle", "floor idle", 99.9);
+                    addRatio(ratio[3], round, "ours background", "floor background", 50);
+                    addRatio(ratio[4], round, "ours background", "floor background", 99);
+                    addRatio(ratio[5], round, "ours background", "ours idle", 99);
+                }
+            }
+        }
+        SuiteResult res = new SuiteResult();
+        res.chart("fault-latency", "Fault latency percentile distribution (faulted touches)", "percentile", "latency (µs)");
+        for (String k : pct.keySet()) {
+            for (Samples s : pct.get(k)) {
+                if (s.count() > 0) {
+                    res.row("fault latency (µs, faulted touches)", s);
+                }
+            }
+            res.histogram("fault-latency", k, merged.get(k));
+        }
+        hits.values().forEach(s -> res.row("touches that found the page in (of " + c.touches() + ")", s));
+        lag.values().stream().filter(s -> s.count() > 0).forEach(s -> res.row("the background transfer", s));
+        for (Samples s : ratio) {
+            if (s.count() > 0) {
+                res.row("ratios per round", s);
+            }
+        }
+        double p50 = medianRatio(pct, "ours idle", "floor idle", "p50");
+        double p99 = medianRatio(pct, "ours idle", "floor idle", "p99");
+        double p999 = medianRatio(pct, "ours idle", "floor idle", "p99.9");
+        double bg = medianRatio(pct, "ours background", "ours idle", "p99");
+        res.ratio("fault p50 ours/floor (idle)", p50, 1.25, true);
+        res.ratio("fault p99 ours/floor (idle)", p99, 2.0, true);
+        if (!Double.isNaN(bg)) {
+            res.ratio("fault p99 ours with background / ours idle", bg, 1.5, true);
+        }
+        unmeasured.forEach((k, n) -> res.note(k + ": in " + n + " of " + c.repeat() + " rounds the background transfer brought "
+                + "every touched page before its touch (no fault to measure)" + (pct.get(k)[0].count() == 0
+                ? "; no round measured, so its ratios are missing: a larger region (--size-mib) keeps the transfer running longer" : "")));
+        res.note(String.format(Locale.ROOT, "fault p99.9 ours/floor (idle, medians): %.2f (no target; a handful of touches per run, "
+                + "mostly scheduling noise on this machine)", p999));
+        res.note(String.format(Locale.ROOT, "%d MiB region, %d random touches per run at one every %d µs (a fixed rate: recorded with "
+                + "that expected interval against coordinated omission), 1 warm-up round discarded, %d measured rounds; "
+                + "latency is taken by the toucher around the load that faults; touches under %d µs found the page in already "
+                + "(background) and are left out of the percentiles (counted in their own table)", c.pages() >> 8, c.touches(),
+                c.intervalMicros(), c.repeat(), TouchRun.HIT_NANOS / 1000));
+        res.note("ours: the toucher dumped lazily, served by our PageServer from the frozen original over loopback TCP, "
+                + "restored lazily (RemoteLazySource, LazyPageServer with the engine's default prefetch); floor: floor-server "
+                + "and the toucher's own uffd fault thread (blocking I/O, one page per fault)");
+        res.note("machine: " + machine + "; other work on the machine shares its CPUs: p99 and above are noisy, compare ratios "
+                + "within one run");
+        res.put("config", Map.of("pages", c.pages(), "touches", c.touches(), "interval_us", c.intervalMicros(), "repeat",
+                c.repeat(), "warmup_rounds", 1, "seed", c.seed()));
+        res.put("last_ours_run", lastDetail);
+        return res;
+    }
+
+    /** a's percentile over b's in one round, when both faulted. */
+    private static void addRatio(Samples to, Map<String, Histogram> round, String a, String b, double percentile) {
+        if (round.containsKey(a) && round.containsKey(b)) {
+            to.add(Reports.micros(round.get(a), percentile) / Reports.micros(round.get(b), percentile));
+        }
+    }
+
+    /** a's median percentile over b's; NaN when either was never measured. */
+    private static double medianRatio(Map<String, Samples[]> pct, String a, String b, String percentile) {
+        Samples x = TouchBenches.row(pct.get(a), percentile);
+        Samples y = TouchBenches.row(pct.get(b), percentile);
+        return x.count() == 0 || y.count() == 0 ? Double.NaN : Reports.medianRatio(x, y);
+    }
+}

@@ -1,0 +1,477 @@
+package dev.lazypages.perf;
+
+import dev.lazypages.dump.DumpOptions;
+import dev.lazypages.dump.Dumper;
+import dev.lazypages.dump.FrozenProcess;
+import dev.lazypages.ffm.Features;
+import dev.lazypages.ffm.Posix;
+import dev.lazypages.ffm.SyscallException;
+import dev.lazypages.ffm.Userfaultfd;
+import dev.lazypages.image.ImageReader;
+import dev.lazypages.lazy.ImageLazySource;
+import dev.lazypages.lazy.LazyPageServer;
+import dev.lazypages.lazy.LazySource;
+import dev.lazypages.lazy.LazyStats;
+import dev.lazypages.lazy.RemoteLazySource;
+import dev.lazypages.net.PageClient;
+import dev.lazypages.net.PageProvider;
+import dev.lazypages.net.PageServer;
+import dev.lazypages.proc.NativeStubs;
+import dev.lazypages.restore.ImageLazyHandoff;
+import dev.lazypages.restore.LazyHandoff;
+import dev.lazypages.restore.Restorer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.Consumer;
+import java.util.function.Predicate;
+
+/**
+ * Runs native-stubs' toucher through one of two post-copy pipelines, the same touching code
+ * measuring both:
+ *
+ * <ul>
+ *   <li><b>floor</b>: the C floor. A floor-server holds the region's image; the toucher maps
+ *       its region empty, registers it with a userfaultfd and fetches each faulting page from
+ *       the server over TCP (blocking I/O, one fault thread); with background on, a bulk thread
+ *       streams the whole region on a second connection.</li>
+ *   <li><b>ours</b>: our engine as a post-copy migration runs it. The toucher fills its region
+ *       and waits; it is dumped lazily ({@link Dumper#dumpLazy}: every page REMOTE, the original
+ *       frozen), a {@link PageServer} serves its pages from the frozen original over TCP on
+ *       loopback, and it is restored lazily ({@link Restorer} with a {@link RemoteLazySource} on a
+ *       {@link PageClient} and an {@link ImageLazyHandoff}) as {@code MigrationDestination} does;
+ *       then it is told to touch.</li>
+ * </ul>
+ *
+ * With a delay, both pipelines' TCP connections go through a {@link DelayProxy}. Floor servers
+ * are started once per region size and seed and reused; {@link #close} stops them.
+ */
+public final class TouchRig implements AutoCloseable {
+    /** The system property another part of the engine reads for its prefetch switch (default true). */
+    public static final String PREFETCH_PROPERTY = "lazypages.prefetch";
+    private static final Duration READY_TIMEOUT = Duration.ofSeconds(120);
+    private static final long SAMPLE_NANOS = 2_000_000;
+
+    private final Path toucher;
+    private final Path floorServer;
+    private final Path stubsDir;
+    private final Path work;
+    private final boolean ownWork;
+    private final Consumer<String> say;
+    private final Map<String, FloorServer> floors = new HashMap<>();
+    private int runs;
+
+    /**
+     * @param stubsDir native-stubs' binaries (null: $LAZYPAGES_STUBS_DIR, or next to the jar)
+     * @param workDir  where images, logs and outputs go (null: a temporary directory, removed at close)
+     * @param say      progress lines
+     */
+    public TouchRig(Path stubsDir, Path workDir, Consumer<String> say) throws IOException {
+        this.stubsDir = stubsDir;
+        this.toucher = NativeStubs.locate("toucher", stubsDir);
+        this.floorServer = NativeStubs.locate("floor-server", stubsDir);
+        this.ownWork = workDir == null;
+        this.work = workDir != null ? Files.createDirectories(workDir) : Files.createTempDirectory("lazy-bench-touch");
+        this.say = say;
+    }
+
+    /** Runs {@code spec} through {@code pipeline} ({@code ours} or {@code floor}). */
+    public TouchRun run(String pipeline, TouchSpec spec) throws Exception {
+        Path dir = Files.createDirectories(work.resolve(pipeline + "-" + (++runs)));
+        try {
+            return switch (pipeline) {
+                case "floor" -> runFloor(spec, dir);
+                case "ours" -> runOurs(spec, dir);
+                default -> throw new IllegalArgumentException("unknown pipeline " + pipeline);
+            };
+        } finally {
+            RestoreBench.deleteTree(dir);
+        }
+    }
+
+    /** How long a run may take: every touch a fault over the link, plus slack. */
+    private static Duration runTimeout(TouchSpec s) {
+        long perFault = 2 * s.delay().toMillis() + 5;
+        return Duration.ofSeconds(120).plusMillis(s.touches() * perFault + (long) s.touches() * s.intervalMicros() / 1000);
+    }
+
+    // ---- the floor ----------------------------------------------------------------------------
+
+    private TouchRun runFloor(TouchSpec s, Path dir) throws Exception {
+        FloorServer fs = floors.get(s.pages() + "/" + s.seed());
+        if (fs == null) {
+            fs = FloorServer.start(floorServer, s.pages(), s.seed(), work.resolve("floor-server-" + floors.size() + ".log"));
+            floors.put(s.pages() + "/" + s.seed(), fs);
+        }
+        Path out = dir.resolve("touches.txt");
+        Path log = dir.resolve("toucher.log");
+        try (DelayProxy proxy = s.delay().isZero() ? null : DelayProxy.start(fs.address(), s.delay())) {
+            InetSocketAddress at = proxy != null ? proxy.address() : fs.address();
+            List<String> cmd = toucherArgs(s, out);
+            cmd.add("--floor");
+            cmd.add(at.getAddress().getHostAddress() + ":" + at.getPort());
+            if (s.background()) {
+                cmd.add("--bulk");
+            }
+            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+            Duration timeout = runTimeout(s);
+            if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
+                p.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+                throw new BenchFailure("the floor toucher did not finish within " + timeout + "; log: " + tail(log));
+            }
+            if (p.exitValue() != 0) {
+                throw new BenchFailure("the floor toucher exited with " + p.exitValue() + ": " + tail(log));
+            }
+        }
+        ToucherResult t = ToucherResult.parse(Files.readString(out, StandardCharsets.UTF_8));
+        List<double[]> progress = new ArrayList<>();
+        for (long[] p : t.progress()) {
+            progress.add(new double[] {p[0] / 1e6, p[1] * 4096.0});
+        }
+        long bytes = s.background() ? s.bytes() : 0;
+        return new TouchRun("floor", s, t, bytes, t.allInNanos(), t.touchStartNanos() - t.transferStartNanos(), progress,
+                "fault thread " + t.faultPages() + " pages, bulk " + Math.max(0, t.bulkPages()) + " pages");
+    }
+
+    private List<String> toucherArgs(TouchSpec s, Path out) {
+        List<String> cmd = new ArrayList<>(List.of(toucher.toString(), "--pages", Integer.toString(s.pages()),
+                "--touches", Integer.toString(s.touches()), "--order", s.random() ? "random" : "sequential",
+                "--seed", Long.toString(s.seed()), "--interval-us", Integer.toString(s.intervalMicros()),
+                "--out", out.toString()));
+        return cmd;
+    }
+
+    // ---- ours ---------------------------------------------------------------------------------
+
+    private TouchRun runOurs(TouchSpec s, Path dir) throws Exception {
+        System.setProperty(PREFETCH_PROPERTY, Boolean.toString(s.prefetch()));
+        Path out = dir.resolve("touches.txt");
+        Path log = dir.resolve("toucher.log");
+        Path go = dir.resolve("go");
+        Path img = dir.resolve("img");
+        List<String> cmd = toucherArgs(s, out);
+        cmd.add("--wait-file");
+        cmd.add(go.toString());
+        int pid = Features.spawnDetachedWithLog(log, cmd.getFirst(), cmd.subList(1, cmd.size()).toArray(String[]::new));
+        FrozenProcess frozen = null;
+        PageServer server = null;
+        DelayProxy proxy = null;
+        PageClient client = null;
+        RemoteLazySource remote = null;
+        ImageLazyHandoff handoff = null;
+        int restored = -1;
+        Sampler sampler = null;
+        try {
+            awaitLine(pid, log, l -> l.startsWith("READY "), READY_TIMEOUT);
+            frozen = Dumper.dumpLazy(pid, DumpOptions.of(img));
+            String token = Long.toHexString(System.nanoTime()) + Long.toHexString(Double.doubleToLongBits(Math.random()));
+            server = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), provider(frozen), token);
+            InetSocketAddress at = server.localAddress();
+            if (!s.delay().isZero()) {
+                proxy = DelayProxy.start(at, s.delay());
+                at = proxy.address();
+            }
+            client = PageClient.connect(at, token);
+            remote = new RemoteLazySource(client, remoteRuns(img));
+            LazyPageServer.Options lo = LazyPageServer.Options.defaults().withBackground(s.background());
+            if (!s.prefetch()) {
+                lo = lo.withPrefetchPages(0);
+            }
+            handoff = new ImageLazyHandoff(lo);
+            sampler = new Sampler(server);
+            Restorer.Result res = Restorer.restore(Restorer.Options.eager(img).withStub(stubsDir).withRemote(remote)
+                    .withLazy(new TimedHandoff(handoff, sampler)));
+            restored = res.pid();
+            Files.createFile(go);
+            Duration timeout = runTimeout(s);
+            awaitLine(restored, log, l -> l.startsWith("DONE "), timeout);
+            LazyStats stats = null;
+            if (s.background()) {
+                try {
+                    stats = handoff.completion().get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+                } catch (TimeoutException e) {
+                    throw new BenchFailure("our engine did not bring every page in within " + timeout);
+                } catch (ExecutionException e) {
+                    throw new BenchFailure("our lazy page server failed: " + e.getCause().getMessage());
+                }
+                if (stats.targetExited()) {
+                    throw new BenchFailure("the restored toucher exited before every page was in; log: " + tail(log));
+                }
+            }
+            sampler.stop();
+            String detail = stats != null ? stats.toString()
+                    : "page server served " + server.servedPages() + " pages in " + server.servedRequests() + " requests";
+            ToucherResult t = ToucherResult.parse(Files.readString(out, StandardCharsets.UTF_8));
+            if (stats == null) { // background off: the lazy server completes once its target is gone
+                killToucher(restored);
+                restored = -1;
+                try {
+                    LazyStats st = handoff.completion().get(10, TimeUnit.SECONDS);
+                    detail = "fault service " + LazyStats.percentiles(st.copyLatency()) + "; " + detail;
+                } catch (TimeoutException | ExecutionException e) {
+                    detail = "(no lazy server statistics: " + e + "); " + detail;
+                }
+            }
+            long bytes = stats != null ? handoff.remotePages() * (long) Posix.pageSize() : 0;
+            long allIn = stats != null ? stats.timeToCompletion().toNanos() : -1;
+            return new TouchRun("ours", s, t, bytes, allIn, t.touchStartNanos() - sampler.startNanos, sampler.progress(), detail);
+        } finally {
+            if (sampler != null) {
+                sampler.stop();
+            }
+            if (restored > 0) {
+                killToucher(restored);
+            }
+            if (handoff != null) {
+                handoff.close();
+            }
+            if (remote != null) {
+                remote.close();
+            }
+            if (client != null) {
+                client.close();
+            }
+            if (frozen != null) {
+                frozen.commitAndKill();
+            } else {
+                killToucher(pid);
+            }
+            if (server != null) {
+                server.close();
+            }
+            if (proxy != null) {
+                proxy.close();
+            }
+        }
+    }
+
+    private static PageProvider provider(FrozenProcess frozen) {
+        return new PageProvider() {
+            @Override
+            public int pageSize() {
+                return frozen.pageSize();
+            }
+
+            @Override
+            public void readPages(long vaddr, int nrPages, ByteBuffer directDst) throws IOException {
+                try {
+                    frozen.readPages(vaddr, nrPages, directDst);
+                } catch (RuntimeException e) {
+                    throw new IOException(e.getMessage(), e);
+                }
+            }
+        };
+    }
+
+    private static List<LazySource.Run> remoteRuns(Path img) throws IOException {
+        try (ImageReader r = ImageReader.open(img)) {
+            int imagePid = r.image().processes().getProcesses(0).getPid();
+            try (ImageLazySource src = ImageLazySource.open(r, imagePid)) {
+                return src.remoteRuns();
+            }
+        }
+    }
+
+    /** Samples the page server's pages served every 2 ms, from the lazy server's start on. */
+    private static final class Sampler {
+        private final PageServer server;
+        private final List<long[]> samples = new ArrayList<>();
+        private volatile boolean stop;
+        private volatile long startNanos;
+        private volatile long startPages;
+        private Thread thread;
+
+        Sampler(PageServer server) {
+            this.server = server;
+        }
+
+        /** The lazy page server is about to start: time zero. */
+        void started() {
+            startPages = server.servedPages();
+            startNanos = System.nanoTime();
+            thread = Thread.ofPlatform().daemon().name("touch-sampler").start(this::loop);
+        }
+
+        private void loop() {
+            long next = startNanos;
+            while (!stop) {
+                long now = System.nanoTime();
+                synchronized (samples) {
+                    samples.add(new long[] {now - startNanos, server.servedPages() - startPages});
+                }
+                next += SAMPLE_NANOS;
+                long wait = next - System.nanoTime();
+                if (wait > 0) {
+                    LockSupport.parkNanos(wait);
+                }
+            }
+        }
+
+        void stop() {
+            stop = true;
+            Thread t = thread;
+            if (t != null) {
+                try {
+                    t.join();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+
+        /** {ms, bytes} pairs. */
+        List<double[]> progress() {
+            int ps = (int) Posix.pageSize();
+            synchronized (samples) {
+                return samples.stream().map(x -> new double[] {x[0] / 1e6, x[1] * (double) ps}).toList();
+            }
+        }
+    }
+
+    /** An {@link ImageLazyHandoff} that starts the sampler's clock when the lazy page server starts. */
+    private record TimedHandoff(ImageLazyHandoff handoff, Sampler sampler) implements LazyHandoff {
+        @Override
+        public long uffdFeatures() {
+            return handoff.uffdFeatures();
+        }
+
+        @Override
+        public void start(int pid, int imagePid, Path imagesDir, Userfaultfd uffd, List<Region> regions) throws Exception {
+            start(pid, imagePid, imagesDir, uffd, regions, null);
+        }
+
+        @Override
+        public void start(int pid, int imagePid, Path imagesDir, Userfaultfd uffd, List<Region> regions, LazySource remote)
+                throws Exception {
+            sampler.started();
+            handoff.start(pid, imagePid, imagesDir, uffd, regions, remote);
+        }
+    }
+
+    // ---- processes ----------------------------------------------------------------------------
+
+    /** Polls {@code log} until a line matches; fails when {@code pid} dies first or the time is up. */
+    static String awaitLine(int pid, Path log, Predicate<String> wanted, Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (true) {
+            boolean alive = isAlive(pid); // before reading: no last line is missed
+            for (String l : lines(log)) {
+                if (wanted.test(l)) {
+                    return l;
+                }
+            }
+            if (!alive) {
+                throw new BenchFailure("toucher pid " + pid + " died; log: " + tail(log));
+            }
+            if (System.nanoTime() - deadline > 0) {
+                throw new BenchFailure("toucher pid " + pid + " printed no expected line within " + timeout + "; log: " + tail(log));
+            }
+            LockSupport.parkNanos(1_000_000);
+        }
+    }
+
+    private static boolean isAlive(int pid) {
+        char st = Memtouch.state(pid);
+        return st != 'Z' && st != 'X';
+    }
+
+    /** SIGKILLs {@code pid} if it still runs the toucher, and waits until it is gone. */
+    private static void killToucher(int pid) {
+        try {
+            if (!Files.readSymbolicLink(Path.of("/proc/" + pid + "/exe")).getFileName().toString().equals("toucher")) {
+                return;
+            }
+            Posix.kill(pid, Posix.SIGKILL);
+        } catch (IOException | SyscallException e) {
+            return; // gone
+        }
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (isAlive(pid) && System.nanoTime() - deadline < 0) {
+            LockSupport.parkNanos(1_000_000);
+        }
+    }
+
+    private static List<String> lines(Path log) {
+        try {
+            return Files.readAllLines(log, StandardCharsets.UTF_8);
+        } catch (NoSuchFileException e) {
+            return List.of();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    static String tail(Path log) {
+        List<String> l = lines(log);
+        return String.join(" | ", l.subList(Math.max(0, l.size() - 5), l.size()));
+    }
+
+    @Override
+    public void close() {
+        floors.values().forEach(FloorServer::close);
+        floors.clear();
+        if (ownWork) {
+            RestoreBench.deleteTree(work);
+        }
+    }
+
+    /** A running floor-server. */
+    static final class FloorServer implements AutoCloseable {
+        private final Process process;
+        private final InetSocketAddress address;
+
+        private FloorServer(Process process, InetSocketAddress address) {
+            this.process = process;
+            this.address = address;
+        }
+
+        /** Starts floor-server for {@code pages} pages with {@code seed}; returns once it listens on loopback. */
+        static FloorServer start(Path binary, int pages, long seed, Path log) throws IOException {
+            Process p = new ProcessBuilder(binary.toString(), "--pages", Integer.toString(pages), "--seed", Long.toString(seed))
+                    .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+            long deadline = System.nanoTime() + READY_TIMEOUT.toNanos();
+            while (true) {
+                for (String l : lines(log)) {
+                    if (l.startsWith("LISTENING port=")) {
+                        int port = Integer.parseInt(l.substring("LISTENING port=".length()).split(" ")[0]);
+                        return new FloorServer(p, new InetSocketAddress(InetAddress.getLoopbackAddress(), port));
+                    }
+                }
+                if (!p.isAlive() || System.nanoTime() - deadline > 0) {
+                    p.destroyForcibly();
+                    throw new BenchFailure("floor-server did not start listening: " + tail(log));
+                }
+                LockSupport.parkNanos(2_000_000);
+            }
+        }
+
+        InetSocketAddress address() {
+            return address;
+        }
+
+        @Override
+        public void close() {
+            process.destroyForcibly();
+            try {
+                process.waitFor(5, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+package dev.lazypages.perf;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.HdrHistogram.Histogram;
+import org.junit.jupiter.api.Test;
+
+class ToucherResultTest {
+    private static final String HEAD = """
+            toucher 1
+            mode floor
+            pages 16
+            touches 3
+            order random
+            interval_us 100
+            seed 7
+            bad_pages 0
+            first_bad -1
+            touch_ns 900000
+            touch_start_ns 5000000
+            transfer_start_ns 4000000
+            all_in_ns 2500000
+            fault_pages 3
+            bulk_pages 13
+            """;
+
+    private static final String OUTPUT = HEAD + """
+            latencies 3
+            25000
+            900
+            350000
+            progress 2
+            2000000 10
+            4000000 16
+            end
+            """;
+
+    @Test
+    void parsesEveryFieldOfAFloorRun() {
+        ToucherResult r = ToucherResult.parse(OUTPUT);
+        assertEquals("floor", r.mode());
+        assertEquals(16, r.pages());
+        assertEquals(3, r.touches());
+        assertEquals("random", r.order());
+        assertEquals(100, r.intervalMicros());
+        assertEquals(7, r.seed());
+        assertTrue(r.verified());
+        assertEquals(900_000, r.touchNanos());
+        assertEquals(5_000_000, r.touchStartNanos());
+        assertEquals(4_000_000, r.transferStartNanos());
+        assertEquals(2_500_000, r.allInNanos());
+        assertEquals(3, r.faultPages());
+        assertEquals(13, r.bulkPages());
+        assertArrayEquals(new long[] {25_000, 900, 350_000}, r.latencies());
+        assertEquals(2, r.progress().size());
+        assertArrayEquals(new long[] {4_000_000, 16}, r.progress().get(1));
+    }
+
+    @Test
+    void badPagesMeanNotVerified() {
+        ToucherResult r = ToucherResult.parse(OUTPUT.replace("bad_pages 0", "bad_pages 2").replace("first_bad -1", "first_bad 5"));
+        assertFalse(r.verified());
+        assertEquals(5, r.firstBad());
+    }
+
+    @Test
+    void refusesTruncatedOrInconsistentOutputNamingTheLine() {
+        refused("memtouch 1\n", "not a toucher output");
+        refused(OUTPUT.substring(0, OUTPUT.indexOf("progress")), "ends early");
+        refused(OUTPUT.replace("touches 3", "touches 4"), "touches 4 but 3 latencies");
+        refused(OUTPUT.replace("\n900\n", "\nnine\n"), "line 18: not a number");
+        refused(OUTPUT.replace("mode floor\n", ""), "no 'mode' line");
+        refused(OUTPUT.replace("end\n", "more\n"), "expected 'end'");
+    }
+
+    private static void refused(String text, String why) {
+        String m = assertThrows(IllegalArgumentException.class, () -> ToucherResult.parse(text)).getMessage();
+        assertTrue(m.contains(why), "message '" + m + "' should say '" + why + "'");
+    }
+
+    @Test
+    void faultHistogramLeavesOutHitsAndCorrectsForTheFixedRate() {
+        TouchSpec spec = new TouchSpec(16, 3, true, 7, 100, false, true, java.time.Duration.ZERO);
+        TouchRun run = new TouchRun("floor", spec, ToucherResult.parse(OUTPUT), 0, -1, 1_000_000, java.util.List.of(), "");
+        assertEquals(2, run.faultedTouches());
+        Histogram h = run.faultHistogram();
+        // 25 µs once; 350 µs at a 100 µs interval also stands for the touches it held up (250, 150 µs)
+        assertEquals(4, h.getTotalCount());
+        assertEquals(25_000, h.getMinValue(), 25);
+        assertEquals(350_000, h.getMaxValue(), 350);
+    }
+
+    @Test
+    void rateSeriesIsTheSlopeOfBytesIn() {
+        TouchSpec spec = new TouchSpec(16, 3, true, 7, 0, true, true, java.time.Duration.ZERO);
+        var progress = java.util.List.of(new double[] {0, 0}, new double[] {5, 1048576}, new double[] {10, 3 * 1048576.0},
+                new double[] {20, 4 * 1048576.0});
+        TouchRun run = new TouchRun("ours", spec, ToucherResult.parse(OUTPUT), 4 << 20, 20_000_000, 0, progress, "");
+        var s = run.rateSeries(10);
+        assertEquals(2, s.size());
+        assertArrayEquals(new double[] {10, 300}, s.get(0), 1e-9); // 3 MiB in 10 ms
+        assertArrayEquals(new double[] {20, 100}, s.get(1), 1e-9);
+        assertEquals(200, run.throughputMiBps(), 1e-9); // 4 MiB in 20 ms
+    }
+}
