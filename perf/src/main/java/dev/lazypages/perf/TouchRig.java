@@ -159,7 +159,20 @@ public final class TouchRig implements AutoCloseable {
     // ---- ours ---------------------------------------------------------------------------------
 
     private TouchRun runOurs(TouchSpec s, Path dir) throws Exception {
+        String before = System.getProperty(PREFETCH_PROPERTY); // put back afterwards: later benchmarks run with the defaults
         System.setProperty(PREFETCH_PROPERTY, Boolean.toString(s.prefetch()));
+        try {
+            return runOursWithProperty(s, dir);
+        } finally {
+            if (before == null) {
+                System.clearProperty(PREFETCH_PROPERTY);
+            } else {
+                System.setProperty(PREFETCH_PROPERTY, before);
+            }
+        }
+    }
+
+    private TouchRun runOursWithProperty(TouchSpec s, Path dir) throws Exception {
         Path out = dir.resolve("touches.txt");
         Path log = dir.resolve("toucher.log");
         Path go = dir.resolve("go");
@@ -323,6 +336,9 @@ public final class TouchRig implements AutoCloseable {
         }
 
         void stop() {
+            if (stop) {
+                return;
+            }
             stop = true;
             Thread t = thread;
             if (t != null) {
@@ -330,6 +346,9 @@ public final class TouchRig implements AutoCloseable {
                     t.join();
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
+                }
+                synchronized (samples) { // the last one once the transfer is over
+                    samples.add(new long[] {System.nanoTime() - startNanos, server.servedPages() - startPages});
                 }
             }
         }

@@ -63,9 +63,17 @@ public record TouchRun(String pipeline, TouchSpec spec, ToucherResult toucher, l
         return h;
     }
 
-    /** The transfer rate over time: {ms, MiB/s over the interval ending there}, from the progress samples. */
+    /**
+     * The transfer rate over time: {ms, MiB/s over the interval ending there}, from the progress
+     * samples, over intervals of at least {@code minIntervalMs} (a fifth of the whole transfer when
+     * that is shorter, so that a fast transfer still has a curve).
+     */
     public List<double[]> rateSeries(double minIntervalMs) {
         List<double[]> out = new ArrayList<>();
+        if (progress.size() < 2) {
+            return out;
+        }
+        double step = Math.min(minIntervalMs, (progress.getLast()[0] - progress.getFirst()[0]) / 5);
         double[] prev = null;
         for (double[] p : progress) {
             if (prev == null) {
@@ -73,7 +81,7 @@ public record TouchRun(String pipeline, TouchSpec spec, ToucherResult toucher, l
                 continue;
             }
             double dt = p[0] - prev[0];
-            if (dt >= minIntervalMs) {
+            if (dt > 0 && dt >= step) {
                 out.add(new double[] {p[0], (p[1] - prev[1]) / 1048576.0 / (dt / 1000.0)});
                 prev = p;
             }

@@ -3,6 +3,7 @@ package dev.lazypages.perf;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lazypages.ffm.testing.Requires;
@@ -82,6 +83,7 @@ class TouchBenchesTest {
             assertPositive(medians, "3 ms " + v + " sequential: until every page is in");
         }
         assertTrue(r.extra().containsKey("prefetch_property_read_by_engine"));
+        assertNull(System.getProperty(TouchRig.PREFETCH_PROPERTY), "the prefetch switch is put back for the benchmarks after it");
         assertFalse(r.notes().isEmpty());
     }
 

@@ -96,14 +96,24 @@ class ToucherResultTest {
 
     @Test
     void rateSeriesIsTheSlopeOfBytesIn() {
-        TouchSpec spec = new TouchSpec(16, 3, true, 7, 0, true, true, java.time.Duration.ZERO);
-        var progress = java.util.List.of(new double[] {0, 0}, new double[] {5, 1048576}, new double[] {10, 3 * 1048576.0},
-                new double[] {20, 4 * 1048576.0});
-        TouchRun run = new TouchRun("ours", spec, ToucherResult.parse(OUTPUT), 4 << 20, 20_000_000, 0, progress, "");
+        double mib = 1048576.0;
+        TouchRun run = run(java.util.List.of(new double[] {0, 0}, new double[] {5, mib}, new double[] {10, 3 * mib},
+                new double[] {20, 4 * mib}, new double[] {60, 8 * mib}), 8 << 20, 60_000_000);
         var s = run.rateSeries(10);
-        assertEquals(2, s.size());
-        assertArrayEquals(new double[] {10, 300}, s.get(0), 1e-9); // 3 MiB in 10 ms
+        assertEquals(3, s.size());
+        assertArrayEquals(new double[] {10, 300}, s.get(0), 1e-9); // 3 MiB in the first 10 ms
         assertArrayEquals(new double[] {20, 100}, s.get(1), 1e-9);
-        assertEquals(200, run.throughputMiBps(), 1e-9); // 4 MiB in 20 ms
+        assertArrayEquals(new double[] {60, 100}, s.get(2), 1e-9); // 4 MiB in 40 ms
+        assertEquals(8 / 0.06, run.throughputMiBps(), 1e-9);
+        // a transfer shorter than the interval still gets a curve (steps of a fifth of it)
+        var fast = run(java.util.List.of(new double[] {0, 0}, new double[] {2, mib}, new double[] {4, 2 * mib}), 2 << 20, 4_000_000)
+                .rateSeries(10);
+        assertEquals(2, fast.size());
+        assertArrayEquals(new double[] {4, 500}, fast.get(1), 1e-9);
+    }
+
+    private static TouchRun run(java.util.List<double[]> progress, long bytes, long nanos) {
+        TouchSpec spec = new TouchSpec(16, 3, true, 7, 0, true, true, java.time.Duration.ZERO);
+        return new TouchRun("ours", spec, ToucherResult.parse(OUTPUT), bytes, nanos, 0, progress, "");
     }
 }
