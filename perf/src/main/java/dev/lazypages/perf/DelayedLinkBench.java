@@ -43,15 +43,16 @@ public final class DelayedLinkBench implements Callable<Integer>, SuiteBench {
      * @param pages        region size in pages
      * @param faultTouches random pages touched per fault run
      * @param repeat       measured rounds per delay after one warm-up round
+     * @param fullWarmup   the warm-up round runs the throughput runs too; else only the fault runs
      */
     record Config(List<Integer> delaysMs, int pages, int faultTouches, List<String> access, int repeat, long seed, Path stubsDir,
-                  Path workDir) {
+                  Path workDir, boolean fullWarmup) {
         static Config full() {
-            return new Config(List.of(1, 10), 16_384, 200, List.of("sequential", "random"), 3, 42, null, null);
+            return new Config(List.of(1, 10), 16_384, 200, List.of("sequential", "random"), 3, 42, null, null, true);
         }
 
         static Config quick() {
-            return new Config(List.of(1, 10), 4_096, 30, List.of("sequential"), 1, 42, null, null);
+            return new Config(List.of(1, 10), 2_048, 16, List.of("sequential"), 1, 42, null, null, false);
         }
     }
 
@@ -92,8 +93,8 @@ public final class DelayedLinkBench implements Callable<Integer>, SuiteBench {
             throw new IllegalArgumentException("--size-mib, --touches and --repeat must be at least 1");
         }
         Config q = Config.quick();
-        Config c = common.quick ? new Config(d, q.pages(), q.faultTouches(), q.access(), q.repeat(), 42, common.stubsDir, common.workDir)
-                : new Config(d, sizeMib * 256, touches, Config.full().access(), repeat, 42, common.stubsDir, common.workDir);
+        Config c = common.quick ? new Config(d, q.pages(), q.faultTouches(), q.access(), q.repeat(), 42, common.stubsDir, common.workDir, false)
+                : new Config(d, sizeMib * 256, touches, Config.full().access(), repeat, 42, common.stubsDir, common.workDir, true);
         if (c.faultTouches() > c.pages()) {
             throw new IllegalArgumentException("--touches must not exceed the region's pages (" + c.pages() + ")");
         }
@@ -147,6 +148,9 @@ public final class DelayedLinkBench implements Callable<Integer>, SuiteBench {
                         }
                     }
                     for (String a : c.access()) {
+                        if (i == 0 && !c.fullWarmup()) {
+                            break;
+                        }
                         for (String v : VARIANTS) {
                             TouchSpec s = variant(ThroughputBench.spec(c.pages(), a, c.seed(), delay), v);
                             TouchRun r = rig.run(pipeline(v), s);

@@ -39,7 +39,7 @@ class TouchBenchesTest {
 
     @Test
     void faultLatencyMeasuresOursAndTheFloorIdleAndWithBackground() throws Exception {
-        SuiteResult r = FaultLatencyBench.measure(new FaultLatencyBench.Config(32_768, 200, 100, 1, 42, null, null), progress::add);
+        SuiteResult r = FaultLatencyBench.measure(new FaultLatencyBench.Config(32_768, 200, 100, 1, 42, null, null, true), progress::add);
         Map<String, Double> medians = medians(r);
         for (String v : List.of("floor idle", "ours idle")) {
             for (String p : List.of("p50", "p99", "max")) {
@@ -58,7 +58,7 @@ class TouchBenchesTest {
 
     @Test
     void throughputBringsEveryPageInForBothPipelinesAndEachAccess() throws Exception {
-        SuiteResult r = ThroughputBench.measure(new ThroughputBench.Config(8_192, 1, 42, null, null), progress::add);
+        SuiteResult r = ThroughputBench.measure(new ThroughputBench.Config(8_192, 1, 42, null, null, false), progress::add);
         Map<String, Double> medians = medians(r);
         for (String a : ThroughputBench.accessPatterns()) {
             assertPositive(medians, "floor " + a + ": until every page is in");
@@ -75,7 +75,7 @@ class TouchBenchesTest {
     @Test
     void delayedLinkMakesEveryFaultWaitForTwoOneWayDelays() throws Exception {
         SuiteResult r = DelayedLinkBench.measure(new DelayedLinkBench.Config(List.of(3), 2_048, 20, List.of("sequential"), 1, 42,
-                null, null), progress::add);
+                null, null, false), progress::add);
         Map<String, Double> medians = medians(r);
         for (String v : List.of("floor", "ours prefetch on", "ours prefetch off")) {
             double p50 = medians.get("3 ms " + v + " p50");
