@@ -188,6 +188,9 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
         res.note("ours counts every REMOTE page of the process (the region plus its code, stack and libraries), from the lazy "
                 + "page server's start to its completion; the floor counts the region, from its bulk stream's start (one "
                 + "request for the whole region) to the last page copied");
+        res.note("the floor's bulk thread receives and copies in turn (one thread, 256 KiB at a time, as ours' bulk requests); "
+                + "ours receives on an event loop while its background thread copies: an ours/floor bulk ratio above 1 says "
+                + "ours overlaps the two, not that it passes a physical limit");
         res.note("machine: " + machine + "; other work on the machine shares its CPUs: throughput varies from run to run, "
                 + "see min and max");
         res.put("config", Map.of("pages", c.pages(), "repeat", c.repeat(), "warmup_rounds", 1, "seed", c.seed()));
