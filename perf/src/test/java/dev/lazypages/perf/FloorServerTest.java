@@ -3,6 +3,7 @@ package dev.lazypages.perf;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.lazypages.ffm.testing.Requires;
 import dev.lazypages.ffm.testing.Stubs;
 import java.io.DataInputStream;
 import java.io.IOException;
@@ -58,6 +59,32 @@ class FloorServerTest {
             assertEquals(2, header(in).getInt(4));
             assertEquals(-1, in.read());
         }
+    }
+
+    @Test
+    void theTouchersFloorFetchesEveryTouchedPageAndCatchesOnesThatDoNotHoldThePattern() throws Exception {
+        Requires.userfaultfd();
+        try (TouchRig.FloorServer fs = TouchRig.FloorServer.start(Stubs.path("floor-server"), PAGES, SEED, tmp.resolve("fs.log"))) {
+            String at = "127.0.0.1:" + fs.address().getPort();
+            ToucherResult good = touch(at, SEED, "--bulk");
+            assertTrue(good.verified(), "bad pages: " + good.badPages());
+            assertEquals(PAGES, good.faultPages() + good.bulkPages(), "every page copied once, by a fault or by the bulk stream");
+            assertTrue(good.allInNanos() > 0);
+            ToucherResult wrong = touch(at, SEED + 1); // the toucher expects another pattern than the server's image
+            assertEquals(20, wrong.badPages());
+            assertEquals(20, wrong.faultPages());
+        }
+    }
+
+    private ToucherResult touch(String at, int seed, String... more) throws Exception {
+        Path out = tmp.resolve("touches-" + seed + ".txt");
+        java.util.List<String> cmd = new java.util.ArrayList<>(java.util.List.of(Stubs.path("toucher").toString(), "--pages",
+                Integer.toString(PAGES), "--touches", "20", "--seed", Integer.toString(seed), "--out", out.toString(), "--floor", at));
+        cmd.addAll(java.util.List.of(more));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String log = new String(p.getInputStream().readAllBytes());
+        assertEquals(0, p.waitFor(), log);
+        return ToucherResult.parse(java.nio.file.Files.readString(out));
     }
 
     @Test

@@ -83,6 +83,22 @@ class ToucherResultTest {
     }
 
     @Test
+    void aRunWithBadPagesOrMissingTouchesFailsTheBenchmark() {
+        TouchSpec spec = new TouchSpec(16, 3, true, 7, 100, false, true, java.time.Duration.ZERO);
+        TouchBenches.check(new TouchRun("floor", spec, ToucherResult.parse(OUTPUT), 0, -1, 0, java.util.List.of(), ""));
+        ToucherResult bad = ToucherResult.parse(OUTPUT.replace("bad_pages 0", "bad_pages 1").replace("first_bad -1", "first_bad 9"));
+        BenchFailure f = assertThrows(BenchFailure.class,
+                () -> TouchBenches.check(new TouchRun("ours", spec, bad, 0, -1, 0, java.util.List.of(), "")));
+        assertTrue(f.getMessage().contains("1 touched pages did not hold the pattern (first: page 9)"), f.getMessage());
+        TouchSpec more = new TouchSpec(16, 4, true, 7, 100, false, true, java.time.Duration.ZERO);
+        assertThrows(BenchFailure.class, () -> TouchBenches.check(new TouchRun("ours", more, ToucherResult.parse(OUTPUT), 0, -1, 0,
+                java.util.List.of(), "")));
+        TouchSpec background = spec.withBackground(true);
+        assertThrows(BenchFailure.class, () -> TouchBenches.check(new TouchRun("ours", background, ToucherResult.parse(OUTPUT), 0,
+                -1, 0, java.util.List.of(), "")), "a background run must have measured a complete transfer");
+    }
+
+    @Test
     void faultHistogramLeavesOutHitsAndCorrectsForTheFixedRate() {
         TouchSpec spec = new TouchSpec(16, 3, true, 7, 100, false, true, java.time.Duration.ZERO);
         TouchRun run = new TouchRun("floor", spec, ToucherResult.parse(OUTPUT), 0, -1, 1_000_000, java.util.List.of(), "");
