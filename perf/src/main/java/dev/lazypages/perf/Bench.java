@@ -17,7 +17,8 @@ import picocli.CommandLine.Spec;
             "",
             "Needs root (ptrace, userfaultfd, process_vm_readv of another process)."
         },
-        subcommands = {RestoreBench.class, ReadvBench.class, TrackerBench.class, PreCopyBench.class, FaultBench.class},
+        subcommands = {AllCommand.class, RestoreBench.class, ReadvBench.class, TrackerBench.class, PreCopyBench.class, FaultBench.class,
+            DowntimeBench.class, NetBench.class, FreezeBench.class, JmhBench.class},
         footer = {"", "Exit status: 0 ok, 1 a run failed (a failed verify included), 2 usage."})
 public final class Bench implements Runnable {
     /** Exit status of a benchmark that ran and failed. */

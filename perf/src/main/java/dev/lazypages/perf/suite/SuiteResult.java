@@ -44,6 +44,7 @@ public final class SuiteResult {
     private final List<Ratio> ratios = new ArrayList<>();
     private final List<String> notes = new ArrayList<>();
     private final Map<String, Object> extra = new LinkedHashMap<>();
+    private final java.util.Set<String> logX = new java.util.LinkedHashSet<>();
 
     /** Adds a row (repeated samples of one metric) to the table named {@code table}. */
     public SuiteResult row(String table, Samples s) {
@@ -64,6 +65,16 @@ public final class SuiteResult {
     public SuiteResult chart(String name, String title, String xLabel, String yLabel) {
         charts.put(name, new Chart(name, title, xLabel, yLabel));
         return this;
+    }
+
+    /** Draws chart {@code name}'s x axis on a log scale (memory sizes that quadruple, say). */
+    public SuiteResult logX(String name) {
+        logX.add(name);
+        return this;
+    }
+
+    public boolean isLogX(String chart) {
+        return logX.contains(chart);
     }
 
     public SuiteResult ratio(String name, double value, double target, boolean atMost) {
