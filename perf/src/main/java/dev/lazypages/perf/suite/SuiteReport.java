@@ -170,11 +170,11 @@ public final class SuiteReport {
         List<String> summary = new ArrayList<>();
         for (Outcome o : outcomes) {
             if (o.failed()) {
-                summary.add("| " + o.title() + " | FAILED | | |");
+                summary.add("| `" + o.name() + "` | FAILED | | |");
                 continue;
             }
             for (SuiteResult.Ratio x : o.result().ratios()) {
-                summary.add(String.format(Locale.ROOT, "| %s: %s | %s | %s %s | %s |", o.title(), x.name(), Charts.number(round(x.value())),
+                summary.add(String.format(Locale.ROOT, "| `%s`: %s | %s | %s %s | %s |", o.name(), x.name(), Charts.number(round(x.value())),
                         x.atMost() ? "≤" : "≥", Charts.number(x.target()), x.passed() ? "PASS" : "MISS"));
             }
         }

@@ -79,8 +79,8 @@ class SuiteReportTest {
         assertTrue(md.contains("quick (--quick)"), md);
         assertTrue(md.contains("| metric | median | min | max | n |\n|---|---:|---:|---:|---:|\n"
                 + "| hybrid 1024 MiB: downtime | 120.00 ms | 100.00 | 140.00 | 3 |"), md);
-        assertTrue(md.contains("| Downtime: hybrid downtime 4 GiB / 1 GiB | 1.25 | ≤ 1.2 | MISS |"), md);
-        assertTrue(md.contains("| Downtime: throughput GiB/s | 2 | ≥ 1.5 | PASS |"), md);
+        assertTrue(md.contains("| `downtime`: hybrid downtime 4 GiB / 1 GiB | 1.25 | ≤ 1.2 | MISS |"), md);
+        assertTrue(md.contains("| `downtime`: throughput GiB/s | 2 | ≥ 1.5 | PASS |"), md);
         assertTrue(md.contains("| fault-latency: ours idle | 10000 |"), md);
         assertTrue(md.contains("![downtime-downtime.png](downtime-downtime.png)"), md);
         assertTrue(md.indexOf("downtime-fault-latency.png)") < md.indexOf("downtime-downtime.png)"), "declared order");
@@ -117,7 +117,7 @@ class SuiteReportTest {
         assertTrue(Files.readString(out.resolve("fault.json")).contains("\"error\": \"memtouch died\""));
         String md = SuiteReport.markdown(MACHINE, false, List.of(o), 2);
         assertTrue(md.contains("**FAILED** after 2.0 s: memtouch died"), md);
-        assertTrue(md.contains("| Fault latency | FAILED | | |"), md);
+        assertTrue(md.contains("| `fault` | FAILED | | |"), md);
         assertTrue(md.contains("full, 1 benchmarks in 2.0 s (1 failed)"), md);
     }
 
