@@ -22,6 +22,8 @@ import org.HdrHistogram.Histogram;
  */
 public final class SuiteReport {
     private static final double[] PERCENTILES = {50, 90, 99, 99.9, 100};
+    /** A row whose max is more than this many times its min is called noisy in the report. */
+    static final double NOISY = 1.5;
 
     private SuiteReport() {
     }
@@ -215,7 +217,11 @@ public final class SuiteReport {
         for (String n : r.notes()) {
             md.append("- ").append(n).append('\n');
         }
-        if (!r.ratios().isEmpty() || !r.notes().isEmpty()) {
+        String noisy = noisy(r);
+        if (noisy != null) {
+            md.append("- ").append(noisy).append('\n');
+        }
+        if (!r.ratios().isEmpty() || !r.notes().isEmpty() || noisy != null) {
             md.append('\n');
         }
         for (String f : o.files()) {
@@ -226,6 +232,23 @@ public final class SuiteReport {
         List<String> data = o.files().stream().filter(f -> !f.endsWith(".png")).toList();
         md.append("Data: ").append(String.join(", ", data.stream().map(f -> "[" + f + "](" + f + ")").toList())).append("\n\n");
         return md.toString();
+    }
+
+    /**
+     * The rows whose runs disagree: max more than {@value #NOISY} times min (n ≥ 2, positive
+     * values), or null when there are none. Their medians are less trustworthy than the others'.
+     */
+    static String noisy(SuiteResult r) {
+        List<String> rows = new ArrayList<>();
+        r.tables().values().forEach(t -> t.forEach(s -> {
+            if (s.count() >= 2 && s.min() > 0 && s.max() / s.min() > NOISY) {
+                rows.add(String.format(Locale.ROOT, "%s (max/min %.1f)", s.name(), s.max() / s.min()));
+            }
+        }));
+        if (rows.isEmpty()) {
+            return null;
+        }
+        return "noisy (runs differ by more than " + Charts.number(NOISY) + "×, read their medians with care): " + String.join(", ", rows);
     }
 
     /** | histogram | count | p50 | p90 | p99 | p99.9 | max | in µs. */

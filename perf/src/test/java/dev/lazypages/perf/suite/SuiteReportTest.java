@@ -84,6 +84,22 @@ class SuiteReportTest {
         assertTrue(md.contains("| fault-latency: ours idle | 10000 |"), md);
         assertTrue(md.contains("![downtime-downtime.png](downtime-downtime.png)"), md);
         assertTrue(md.indexOf("downtime-fault-latency.png)") < md.indexOf("downtime-downtime.png)"), "declared order");
+        assertTrue(!md.contains("noisy ("), "100-140 ms is not noisy: " + md);
+    }
+
+    @Test
+    void rowsWhoseRunsDisagreeAreCalledNoisy() {
+        Samples steady = new Samples("steady", "ms");
+        Samples jumpy = new Samples("jumpy", "ms");
+        for (double v : new double[] {10, 11, 12}) {
+            steady.add(v);
+        }
+        for (double v : new double[] {10, 31, 12}) {
+            jumpy.add(v);
+        }
+        SuiteResult r = new SuiteResult().row("", steady).row("", jumpy);
+        String n = SuiteReport.noisy(r);
+        assertTrue(n != null && n.contains("jumpy (max/min 3.1)") && !n.contains("steady"), n);
     }
 
     @Test
