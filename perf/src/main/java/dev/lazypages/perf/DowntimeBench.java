@@ -69,9 +69,11 @@ final class DowntimeBench implements Callable<Integer> {
     @Option(names = "--repeat", defaultValue = "3", description = "Measured migrations per size and mode (default ${DEFAULT-VALUE}).")
     int repeat;
 
-    @Option(names = "--warm-up", defaultValue = "true", negatable = true,
-            description = "One discarded migration per mode at the smallest size first (default ${DEFAULT-VALUE}).")
-    boolean warmUp;
+    @Option(names = "--no-warm-up", description = "Skip the discarded warm-up migration per mode at the smallest size.")
+    private boolean noWarmUp;
+
+    /** One discarded migration per mode at the smallest size first (off with --no-warm-up). */
+    boolean warmUp = true;
 
     /** Warm up with every mode (false: with the last mode only, the quick run's choice). */
     boolean warmUpAll = true;
@@ -88,7 +90,7 @@ final class DowntimeBench implements Callable<Integer> {
 
     /** The measurements of one mode at one size. */
     record Cell(MigrationMode mode, int sizeMib, Samples downtime, Samples total, Samples preMib, Samples postMib, Samples faults,
-                Histogram faultLatency) {
+                Histogram faultLatency, Map<String, Samples> phases) {
     }
 
     @Override
@@ -119,6 +121,7 @@ final class DowntimeBench implements Callable<Integer> {
 
     SuiteResult measure(Consumer<String> progress) throws Exception {
         this.progress = progress;
+        warmUp &= !noWarmUp;
         List<Integer> sizeList = Reports.positiveInts(sizes);
         List<MigrationMode> modeList = new ArrayList<>();
         for (String m : modes.split(",")) {
@@ -158,6 +161,8 @@ final class DowntimeBench implements Callable<Integer> {
                             c.preMib().add(r.bytesPrecopy / 1048576.0);
                             c.postMib().add(r.bytesPostcopy / 1048576.0);
                             c.faults().add(r.faults);
+                            r.phasesMs.forEach((k, v) -> c.phases().computeIfAbsent(k, n -> new Samples(mode + " " + size + " MiB: " + n, "ms"))
+                                    .add(v));
                             if (r.faultLatency != null) {
                                 c.faultLatency().add(r.faultLatency);
                             }
@@ -178,7 +183,7 @@ final class DowntimeBench implements Callable<Integer> {
         String p = mode + " " + size + " MiB: ";
         return new Cell(mode, size, new Samples(p + "downtime", "ms"), new Samples(p + "total", "ms"),
                 new Samples(p + "pre-copied", "MiB"), new Samples(p + "post-copied", "MiB"), new Samples(p + "faults", "faults"),
-                new Histogram(3));
+                new Histogram(3), new LinkedHashMap<>());
     }
 
     /** One migration of a fresh memtouch; it verifies itself at the destination and is killed there. */
@@ -211,6 +216,22 @@ final class DowntimeBench implements Callable<Integer> {
             r.row("traffic and totals", c.preMib()).row("traffic and totals", c.postMib()).row("traffic and totals", c.faults())
                     .row("traffic and totals", c.total());
         }
+        for (Cell c : cells.values()) { // where the hybrid downtime goes: the source's freeze steps, the destination's restore
+            if (c.mode() == MigrationMode.HYBRID) {
+                c.phases().forEach((k, v) -> {
+                    if (k.startsWith("freeze: ") || k.startsWith("dest: ")) {
+                        r.row("hybrid downtime by phase (freeze: at the source; dest: at the destination)", v);
+                    }
+                });
+            }
+        }
+        Map<String, Object> phases = new LinkedHashMap<>();
+        cells.forEach((k, c) -> {
+            Map<String, Object> m = new LinkedHashMap<>();
+            c.phases().forEach((n, v) -> m.put(n, v.toMap()));
+            phases.put(k, m);
+        });
+        r.put("phases_ms", phases);
         r.chart("downtime", "Downtime against memory size (memtouch, " + threads + " threads, " + rate + " MiB/s dirtied)",
                 "memory size (MiB)", "downtime (ms, median)").logX("downtime");
         for (MigrationMode mode : modeList) {
