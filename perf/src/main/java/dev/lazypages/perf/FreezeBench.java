@@ -143,7 +143,7 @@ final class FreezeBench implements Callable<Integer> {
         for (String part : line.substring(colon + 2).split(", ")) {
             Matcher x = STEP.matcher(part.strip());
             if (x.matches()) {
-                m.merge(x.group(1), Double.parseDouble(x.group(2)), Double::sum);
+                m.merge(x.group(1).replaceAll(" in /\\S+", ""), Double.parseDouble(x.group(2)), Double::sum); // no temp paths
             }
         }
         return m;
