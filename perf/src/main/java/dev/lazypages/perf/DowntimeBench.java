@@ -233,7 +233,7 @@ final class DowntimeBench implements Callable<Integer> {
         });
         r.put("phases_ms", phases);
         r.chart("downtime", "Downtime against memory size (memtouch, " + threads + " threads, " + rate + " MiB/s dirtied)",
-                "memory size (MiB)", "downtime (ms, median)").logX("downtime");
+                "memory size (MiB)", "downtime (ms, median)").logX("downtime").logY("downtime");
         for (MigrationMode mode : modeList) {
             List<double[]> pts = new ArrayList<>();
             for (int size : sizeList) {

@@ -109,8 +109,9 @@ public final class Charts {
         return s + "%";
     }
 
-    /** Line chart of (x, y) series; {@code logX} draws x on a log scale (sizes that double). */
-    public static void lines(Path png, String title, String xLabel, String yLabel, List<Line> lines, boolean logX) throws IOException {
+    /** Line chart of (x, y) series; {@code logX} ({@code logY}) draws x (y) on a log scale. */
+    public static void lines(Path png, String title, String xLabel, String yLabel, List<Line> lines, boolean logX, boolean logY)
+            throws IOException {
         double[] xr = range(lines, 0);
         double[] yr = range(lines, 1);
         Axis x = logX && xr[0] > 0 ? logAxis(xLabel, xr[0], xr[1]) : linearAxis(xLabel, Math.min(0, xr[0]), xr[1]);
@@ -118,7 +119,7 @@ public final class Charts {
             List<Double> ticks = lines.stream().flatMap(l -> l.points().stream()).map(p -> p[0]).distinct().sorted().toList();
             x = new Axis(xLabel, xr[0] / 1.25, xr[1] * 1.25, true, ticks, Charts::number);
         }
-        Axis y = linearAxis(yLabel, Math.min(0, yr[0]), yr[1]);
+        Axis y = logY && yr[0] > 0 ? logAxis(yLabel, yr[0], yr[1]) : linearAxis(yLabel, Math.min(0, yr[0]), yr[1]);
         draw(png, title, x, y, lines);
     }
 

@@ -61,7 +61,7 @@ public final class SuiteReport {
             } else {
                 List<Charts.Line> lines = r.series().stream().filter(s -> s.chart().equals(chart))
                         .map(s -> new Charts.Line(s.label(), s.points())).toList();
-                Charts.lines(out.resolve(f), c.title(), c.xLabel(), c.yLabel(), lines, r.isLogX(chart));
+                Charts.lines(out.resolve(f), c.title(), c.xLabel(), c.yLabel(), lines, r.isLogX(chart), r.isLogY(chart));
             }
             files.add(f);
         }

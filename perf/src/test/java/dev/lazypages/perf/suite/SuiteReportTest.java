@@ -41,7 +41,7 @@ class SuiteReportTest {
         }
         r.chart("fault-latency", "Fault latency", "percentile", "latency (µs)");
         r.histogram("fault-latency", "ours idle", ours).histogram("fault-latency", "floor idle", floor);
-        r.chart("downtime", "Downtime against memory size", "memory size (MiB)", "ms").logX("downtime");
+        r.chart("downtime", "Downtime against memory size", "memory size (MiB)", "ms").logX("downtime").logY("downtime");
         r.series("downtime", "hybrid", List.of(new double[] {256, 110}, new double[] {1024, 120}, new double[] {4096, 150}));
         r.series("downtime", "pre-copy", List.of(new double[] {256, 900}, new double[] {1024, 2500}, new double[] {4096, 8000}));
         r.ratio("hybrid downtime 4 GiB / 1 GiB", 1.25, 1.2, true);
