@@ -24,6 +24,8 @@ public final class SuiteReport {
     private static final double[] PERCENTILES = {50, 90, 99, 99.9, 100};
     /** A row whose max is more than this many times its min is called noisy in the report. */
     static final double NOISY = 1.5;
+    /** Noisy rows named at most; the note counts the rest. */
+    private static final int NOISY_LISTED = 8;
 
     private SuiteReport() {
     }
@@ -248,7 +250,9 @@ public final class SuiteReport {
         if (rows.isEmpty()) {
             return null;
         }
-        return "noisy (runs differ by more than " + Charts.number(NOISY) + "×, read their medians with care): " + String.join(", ", rows);
+        String shown = String.join(", ", rows.subList(0, Math.min(rows.size(), NOISY_LISTED)));
+        return "noisy (runs differ by more than " + Charts.number(NOISY) + "×, read their medians with care): " + shown
+                + (rows.size() > NOISY_LISTED ? " and " + (rows.size() - NOISY_LISTED) + " more rows" : "");
     }
 
     /** | histogram | count | p50 | p90 | p99 | p99.9 | max | in µs. */
