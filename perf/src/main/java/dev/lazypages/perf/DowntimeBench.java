@@ -75,9 +75,6 @@ final class DowntimeBench implements Callable<Integer> {
     /** One discarded migration per mode at the smallest size first (off with --no-warm-up). */
     boolean warmUp = true;
 
-    /** Warm up with every mode (false: with the last mode only, the quick run's choice). */
-    boolean warmUpAll = true;
-
     @Option(names = "--out", defaultValue = "bench-results", paramLabel = "DIR",
             description = "Where downtime.json, downtime.md, .hgrm and PNG files go (default ${DEFAULT-VALUE}).")
     private Path out;
@@ -98,11 +95,11 @@ final class DowntimeBench implements Callable<Integer> {
         return SuiteCommands.runAlone(spec, out, NAME, TITLE, this::measure);
     }
 
-    /** The suite's downtime: 256 MiB, 1 and 4 GiB, 3 runs each (quick: 256 MiB and 1 GiB, 1 run each, one warm-up). */
+    /** The suite's downtime: 256 MiB, 1 and 4 GiB, 3 runs each (quick: 256 MiB and 1 GiB, 1 run each, no warm-up). */
     static SuiteBench suite() {
         return SuiteBench.of(NAME, TITLE, ctx -> {
             DowntimeBench b = configured(ctx.quick() ? "256,1024" : "256,1024,4096", ctx.quick() ? 1 : 3);
-            b.warmUpAll = !ctx.quick();
+            b.warmUp = !ctx.quick(); // quick: the first measured migration pays for the JIT, and a note says so
             return b.measure(ctx.progress());
         });
     }
@@ -145,7 +142,7 @@ final class DowntimeBench implements Callable<Integer> {
                     null, null, null, null);
             try (ServeDaemon daemon = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), null, dest))) {
                 if (warmUp) {
-                    for (MigrationMode mode : warmUpAll ? modeList : List.of(modeList.getLast())) {
+                    for (MigrationMode mode : modeList) {
                         MigrationReport w = migrateOnce(daemon, memtouch, work, sizeList.getFirst(), mode);
                         progress.accept(String.format(Locale.ROOT, "warm-up  %-9s %5d MiB: downtime %.1f ms", mode, sizeList.getFirst(),
                                 w.downtimeMs));
@@ -265,7 +262,7 @@ final class DowntimeBench implements Callable<Integer> {
         r.note(String.format(Locale.ROOT, "memtouch %s MiB, %d threads dirtying %d MiB/s in all; MigrationSource to a ServeDaemon on "
                 + "127.0.0.1 in the same JVM, default convergence limits; %d measured migrations per size and mode%s, modes "
                 + "interleaved; every migrated memtouch printed VERIFY OK at the destination", sizes, threads, rate, repeat,
-                !warmUp ? " (no warm-up)" : warmUpAll ? " after one warm-up migration per mode" : " after one warm-up migration (" + modeList.getLast() + ")"));
+                warmUp ? " after one warm-up migration per mode" : " (no warm-up: the first migration's figures include the JIT's warm-up)"));
         r.note("downtime: from the source's freeze to the process running at the destination, as the source's report gives it; "
                 + "fault latency: the destination's histogram of the post-copy faults of every measured run at the largest size");
         if (repeat < 3) {

@@ -105,11 +105,11 @@ final class PreCopyBench implements Callable<Integer> {
         return SuiteCommands.runAlone(spec, out, NAME, TITLE, this::measure);
     }
 
-    /** The suite's precopy: 1 GiB, rates 0, 16, 64 MiB/s, 3 runs each (quick: 256 MiB, 64 MiB/s, 1 run). */
+    /** The suite's precopy: 1 GiB, rates 0, 16, 64 MiB/s, 3 runs each (quick: 128 MiB, 64 MiB/s, 1 run). */
     static SuiteBench suite() {
         return SuiteBench.of(NAME, TITLE, ctx -> {
             PreCopyBench b = new PreCopyBench();
-            b.sizeMib = ctx.quick() ? 256 : 1024;
+            b.sizeMib = ctx.quick() ? 128 : 1024;
             b.rates = ctx.quick() ? "64" : "0,16,64";
             b.threads = 4;
             b.maxIterations = ctx.quick() ? 3 : 4;

@@ -88,11 +88,11 @@ final class RestoreBench implements Callable<Integer> {
     static final String NAME = "restore";
     static final String TITLE = "Restore: eager against lazy";
 
-    /** The suite's restore: 256 and 1024 MiB, 5 runs (quick: 128 MiB, 1 run). */
+    /** The suite's restore: 256 and 1024 MiB, 5 runs (quick: 64 MiB, 1 run). */
     static SuiteBench suite() {
         return SuiteBench.of(NAME, TITLE, ctx -> {
             RestoreBench b = new RestoreBench();
-            b.sizes = ctx.quick() ? "128" : "256,1024";
+            b.sizes = ctx.quick() ? "64" : "256,1024";
             b.repeat = ctx.quick() ? 1 : 5;
             return b.measure(ctx.progress());
         });
