@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.Callable;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -34,7 +35,7 @@ final class AllCommand implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output directory (created if missing).")
+    @Option(names = "--out", paramLabel = "DIR", description = "Output directory (created if missing); needed unless --list.")
     private Path out;
 
     @Option(names = "--quick", description = "Short versions of every benchmark.")
@@ -62,6 +63,9 @@ final class AllCommand implements Callable<Integer> {
             benches.forEach(b -> o.println(String.format(Locale.ROOT, "%-16s %s", b.name(), b.title())));
             o.flush();
             return 0;
+        }
+        if (out == null) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "Missing required option: '--out=DIR'");
         }
         if (stubsDir != null) {
             System.setProperty(NativeStubs.PROPERTY, stubsDir.toString());
