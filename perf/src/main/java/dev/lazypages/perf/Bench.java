@@ -17,8 +17,9 @@ import picocli.CommandLine.Spec;
             "",
             "Needs root (ptrace, userfaultfd, process_vm_readv of another process)."
         },
-        subcommands = {RestoreBench.class, ReadvBench.class, TrackerBench.class, PreCopyBench.class, FaultBench.class,
-            FaultLatencyBench.class, ThroughputBench.class, DelayedLinkBench.class},
+        subcommands = {AllCommand.class, RestoreBench.class, ReadvBench.class, TrackerBench.class, PreCopyBench.class,
+            FaultBench.class, FaultLatencyBench.class, ThroughputBench.class, DelayedLinkBench.class, DowntimeBench.class,
+            NetBench.class, FreezeBench.class, JmhBench.class},
         footer = {"", "Exit status: 0 ok, 1 a run failed (a failed verify included), 2 usage."})
 public final class Bench implements Runnable {
     /** Exit status of a benchmark that ran and failed. */

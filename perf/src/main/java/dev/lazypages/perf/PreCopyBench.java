@@ -7,9 +7,8 @@ import dev.lazypages.dump.PreCopy;
 import dev.lazypages.dump.PreDumpResult;
 import dev.lazypages.ffm.Features;
 import dev.lazypages.proc.NativeStubs;
-import dev.lazypages.stats.Json;
-import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
+import dev.lazypages.perf.suite.SuiteBench;
+import dev.lazypages.perf.suite.SuiteResult;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -92,15 +91,37 @@ final class PreCopyBench implements Callable<Integer> {
     @Option(names = "--verbose", description = "Print the pre-copy's progress lines.")
     private boolean verbose;
 
-    private PrintWriter say;
+    private Consumer<String> progress;
 
     /** One measured pre-copy. */
     private record Run(PreCopy.Report report, double measuredDirtyMiBps, String verify) {
     }
 
+    static final String NAME = "precopy";
+    static final String TITLE = "Pre-copy: pages and time frozen per round, per dirty rate";
+
     @Override
     public Integer call() throws Exception {
-        say = spec.commandLine().getErr();
+        return SuiteCommands.runAlone(spec, out, NAME, TITLE, this::measure);
+    }
+
+    /** The suite's precopy: 1 GiB, rates 0, 16, 64 MiB/s, 3 runs each (quick: 128 MiB, 64 MiB/s, 1 run). */
+    static SuiteBench suite() {
+        return SuiteBench.of(NAME, TITLE, ctx -> {
+            PreCopyBench b = new PreCopyBench();
+            b.sizeMib = ctx.quick() ? 128 : 1024;
+            b.rates = ctx.quick() ? "64" : "0,16,64";
+            b.threads = 4;
+            b.maxIterations = ctx.quick() ? 3 : 4;
+            b.goal = 100;
+            b.trackMem = "auto";
+            b.repeat = ctx.quick() ? 1 : 3;
+            return b.measure(ctx.progress());
+        });
+    }
+
+    SuiteResult measure(Consumer<String> progress) throws Exception {
+        this.progress = progress;
         List<Integer> rateList = Reports.nonNegativeInts(rates);
         if (repeat < 1 || sizeMib < 1 || threads < 1) {
             throw new IllegalArgumentException("--repeat, --size-mib and --threads must be at least 1");
@@ -130,8 +151,7 @@ final class PreCopyBench implements Callable<Integer> {
                 RestoreBench.deleteTree(work);
             }
         }
-        report(runs, limits);
-        return 0;
+        return report(runs, limits);
     }
 
     private static String oneLine(Run r) {
@@ -188,7 +208,7 @@ final class PreCopyBench implements Callable<Integer> {
         return Reports.mibPerSecond(f.pagesStored(), ps, finalStart - lastRoundStartNanos);
     }
 
-    private void report(Map<Integer, List<Run>> runs, ConvergencePolicy.Limits limits) throws Exception {
+    private SuiteResult report(Map<Integer, List<Run>> runs, ConvergencePolicy.Limits limits) {
         List<Samples> rows = new ArrayList<>();
         StringBuilder notes = new StringBuilder();
         List<Object> jsonRates = new ArrayList<>();
@@ -238,45 +258,28 @@ final class PreCopyBench implements Callable<Integer> {
             }).toList());
             jsonRates.add(j);
         }
-        StringBuilder md = new StringBuilder();
-        md.append("# Pre-copy: pages and time frozen per round\n\n");
-        md.append(String.format(Locale.ROOT, "memtouch %d MiB, %d threads; tracker %s; max %d rounds, goal %.0f%%, downtime limit %s; "
-                + "%d measured runs per rate after one warm-up run; final dump leave-running, then VERIFY OK; JDK %s; %d CPUs.%n%n",
+        SuiteResult r = new SuiteResult();
+        rows.forEach(x -> r.row("", x));
+        r.note(String.format(Locale.ROOT, "memtouch %d MiB, %d threads; tracker %s; max %d rounds, goal %.0f%%, downtime limit %s; "
+                + "%d measured runs per rate after one warm-up run; final dump leave-running, then VERIFY OK",
                 sizeMib, threads, trackMem, limits.maxIterations(), limits.goalPercent(),
-                limits.downtimeLimitMillis() > 0 ? limits.downtimeLimitMillis() + " ms" : "off", repeat, Runtime.version(),
-                Runtime.getRuntime().availableProcessors()));
-        md.append("\"round k pages\": pages copied by pre-dump k, over the runs that got that far (n); only round 1 freezes "
+                limits.downtimeLimitMillis() > 0 ? limits.downtimeLimitMillis() + " ms" : "off", repeat));
+        r.note("\"round k pages\": pages copied by pre-dump k, over the runs that got that far (n); only round 1 freezes "
                 + "(to arm the tracker). \"measured dirty rate\": as the tracker saw it (median over rounds 2+; with one round, "
-                + "final pages over the last interval).\n\n");
-        md.append(Reports.markdownTable(rows));
-        md.append('\n').append(notes);
-
-        Map<String, Object> json = new LinkedHashMap<>();
-        json.put("benchmark", "precopy");
-        json.put("workload", "memtouch --threads " + threads);
-        json.put("size_mib", sizeMib);
-        json.put("max_iterations", limits.maxIterations());
-        json.put("goal_percent", limits.goalPercent());
-        json.put("downtime_limit_ms", limits.downtimeLimitMillis());
-        json.put("track_mem", trackMem);
-        json.put("repeat", repeat);
-        json.put("warmup_runs", 1);
-        json.put("jdk", Runtime.version().toString());
-        json.put("cpus", Runtime.getRuntime().availableProcessors());
-        json.put("metrics", rows.stream().map(Samples::toMap).toList());
-        json.put("rates", jsonRates);
-        Files.createDirectories(out);
-        Files.writeString(out.resolve("precopy.md"), md, StandardCharsets.UTF_8);
-        Files.writeString(out.resolve("precopy.json"), Json.write(json) + "\n", StandardCharsets.UTF_8);
-        PrintWriter o = spec.commandLine().getOut();
-        o.print(md);
-        o.println();
-        o.println("wrote " + out.resolve("precopy.json") + " and " + out.resolve("precopy.md"));
-        o.flush();
+                + "final pages over the last interval)");
+        notes.toString().lines().forEach(l -> r.note(l.replaceFirst("^- ", "")));
+        r.put("workload", "memtouch --threads " + threads);
+        r.put("size_mib", sizeMib);
+        r.put("max_iterations", limits.maxIterations());
+        r.put("goal_percent", limits.goalPercent());
+        r.put("downtime_limit_ms", limits.downtimeLimitMillis());
+        r.put("track_mem", trackMem);
+        r.put("repeat", repeat);
+        r.put("rates", jsonRates);
+        return r;
     }
 
     private void log(String fmt, Object... args) {
-        say.println(String.format(Locale.ROOT, fmt, args));
-        say.flush();
+        progress.accept(String.format(Locale.ROOT, fmt, args));
     }
 }

@@ -7,24 +7,22 @@ import dev.lazypages.lazy.LazyStats;
 import dev.lazypages.proc.NativeStubs;
 import dev.lazypages.restore.ImageLazyHandoff;
 import dev.lazypages.restore.Restorer;
-import dev.lazypages.stats.Json;
+import dev.lazypages.perf.suite.SuiteBench;
+import dev.lazypages.perf.suite.SuiteResult;
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
 import java.util.stream.Stream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -45,7 +43,7 @@ import picocli.CommandLine.Spec;
         description = {
             "Eager against lazy restore of memtouch: ms until the process runs, ms until every page is in.",
             "",
-            "Writes DIR/restore.json and DIR/restore.md and prints the table."
+            "Writes DIR/restore.json, DIR/restore.md (and a PNG) and prints the table."
         })
 final class RestoreBench implements Callable<Integer> {
     private static final Duration POPULATE_TIMEOUT = Duration.ofSeconds(120);
@@ -74,7 +72,6 @@ final class RestoreBench implements Callable<Integer> {
             description = "memtouch and lp-stub (default: $LAZYPAGES_STUBS_DIR, or native-stubs/target/bin next to the jar).")
     private Path stubsDir;
 
-    private PrintWriter say;
 
     /** The measurements of one size. */
     private record Row(int sizeMib, Samples eagerStart, Samples eagerAll, Samples lazyStart, Samples lazyAll) {
@@ -85,7 +82,23 @@ final class RestoreBench implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        say = spec.commandLine().getErr();
+        return SuiteCommands.runAlone(spec, out, NAME, TITLE, this::measure);
+    }
+
+    static final String NAME = "restore";
+    static final String TITLE = "Restore: eager against lazy";
+
+    /** The suite's restore: 256 and 1024 MiB, 5 runs (quick: 64 MiB, 1 run). */
+    static SuiteBench suite() {
+        return SuiteBench.of(NAME, TITLE, ctx -> {
+            RestoreBench b = new RestoreBench();
+            b.sizes = ctx.quick() ? "64" : "256,1024";
+            b.repeat = ctx.quick() ? 1 : 5;
+            return b.measure(ctx.progress());
+        });
+    }
+
+    SuiteResult measure(Consumer<String> progress) throws Exception {
         List<Integer> sizesMib = Reports.positiveInts(sizes);
         if (repeat < 1) {
             throw new IllegalArgumentException("--repeat must be at least 1");
@@ -105,8 +118,8 @@ final class RestoreBench implements Callable<Integer> {
                     boolean warmUp = i == 0;
                     for (boolean lazy : new boolean[] {false, true}) {
                         double[] t = runOnce(memtouch, work, size, lazy);
-                        log("%s %4d MiB %-5s run %d: running after %.1f ms, all pages in after %.1f ms", warmUp ? "warm-up " : "measured",
-                                size, lazy ? "lazy" : "eager", i, t[0], t[1]);
+                        progress.accept(String.format(Locale.ROOT, "%s %4d MiB %-5s run %d: running after %.1f ms, all pages in after %.1f ms",
+                                warmUp ? "warm-up " : "measured", size, lazy ? "lazy" : "eager", i, t[0], t[1]));
                         if (!warmUp) {
                             (lazy ? row.lazyStart() : row.eagerStart()).add(t[0]);
                             (lazy ? row.lazyAll() : row.eagerAll()).add(t[1]);
@@ -120,8 +133,7 @@ final class RestoreBench implements Callable<Integer> {
                 deleteTree(work);
             }
         }
-        report(rows);
-        return 0;
+        return report(rows);
     }
 
     /** One dump and restore; returns {ms until running, ms until every page is in}. */
@@ -174,52 +186,33 @@ final class RestoreBench implements Callable<Integer> {
         }
     }
 
-    private void report(List<Row> rows) throws IOException {
-        List<Samples> all = new ArrayList<>();
-        rows.forEach(r -> all.addAll(r.all()));
-        String table = Reports.markdownTable(all);
-        StringBuilder md = new StringBuilder();
-        md.append("# Restore: eager against lazy\n\n");
-        md.append(String.format(Locale.ROOT, "memtouch, 1 thread, no dirtying; in-process Dumper and Restorer; %d measured runs "
-                + "per size and mode after one warm-up; JDK %s; %d CPUs.%n%n", repeat, Runtime.version(),
-                Runtime.getRuntime().availableProcessors()));
-        md.append("\"running\": restore start to the process running; \"all pages in\": to the last page in place "
-                + "(eager: the same; lazy: the page server's completion).\n\n");
-        md.append(table);
-        Map<String, Object> json = new LinkedHashMap<>();
-        json.put("benchmark", "restore");
-        json.put("workload", "memtouch --threads 1 --dirty-mib-per-sec 0");
-        json.put("sizes_mib", rows.stream().map(Row::sizeMib).toList());
-        json.put("repeat", repeat);
-        json.put("warmup_runs", 1);
-        json.put("jdk", Runtime.version().toString());
-        json.put("cpus", Runtime.getRuntime().availableProcessors());
-        json.put("metrics", all.stream().map(Samples::toMap).toList());
+    private SuiteResult report(List<Row> rows) {
+        SuiteResult r = new SuiteResult();
+        rows.forEach(row -> row.all().forEach(x -> r.row("", x)));
+        r.note(String.format(Locale.ROOT, "memtouch, 1 thread, no dirtying; in-process Dumper and Restorer; %d measured runs per size "
+                + "and mode after one warm-up. \"running\": restore start to the process running; \"all pages in\": to the last "
+                + "page in place (eager: the same; lazy: the page server's completion).", repeat));
+        r.put("workload", "memtouch --threads 1 --dirty-mib-per-sec 0");
+        r.put("sizes_mib", rows.stream().map(Row::sizeMib).toList());
+        r.put("repeat", repeat);
+        r.put("warmup_runs", 1);
+        List<double[]> eager = new ArrayList<>();
+        List<double[]> lazy = new ArrayList<>();
+        for (Row row : rows) {
+            eager.add(new double[] {row.sizeMib(), row.eagerStart().median()});
+            lazy.add(new double[] {row.sizeMib(), row.lazyStart().median()});
+        }
         if (rows.size() > 1) {
             Row small = rows.get(0);
             Row big = rows.get(rows.size() - 1);
             double ratio = Reports.medianRatio(big.lazyStart(), small.lazyStart());
-            String line = String.format(Locale.ROOT, "lazy start %d MiB / %d MiB (medians): %.2f", big.sizeMib(), small.sizeMib(), ratio);
-            md.append('\n').append(line).append('\n');
-            Map<String, Object> r = new LinkedHashMap<>();
-            r.put("numerator_mib", big.sizeMib());
-            r.put("denominator_mib", small.sizeMib());
-            r.put("ratio", Samples.round(ratio));
-            json.put("lazy_start_ratio", r);
+            r.note(String.format(Locale.ROOT, "lazy start %d MiB / %d MiB (medians): %.2f; it should stay near 1 (no page is copied "
+                    + "before the process runs)", big.sizeMib(), small.sizeMib(), ratio));
+            r.put("lazy_start_ratio", Samples.round(ratio));
+            r.chart("restore-start", "Restore: ms until the process runs", "memory size (MiB)", "ms (median)").logX("restore-start");
+            r.series("restore-start", "eager", eager).series("restore-start", "lazy", lazy);
         }
-        Files.createDirectories(out);
-        Files.writeString(out.resolve("restore.md"), md, StandardCharsets.UTF_8);
-        Files.writeString(out.resolve("restore.json"), Json.write(json) + "\n", StandardCharsets.UTF_8);
-        PrintWriter o = spec.commandLine().getOut();
-        o.print(md);
-        o.println();
-        o.println("wrote " + out.resolve("restore.json") + " and " + out.resolve("restore.md"));
-        o.flush();
-    }
-
-    private void log(String fmt, Object... args) {
-        say.println(String.format(Locale.ROOT, fmt, args));
-        say.flush();
+        return r;
     }
 
     static void deleteTree(Path dir) {

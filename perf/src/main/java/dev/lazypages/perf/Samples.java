@@ -32,6 +32,11 @@ public final class Samples {
         return unit;
     }
 
+    /** The values in the order they were added. */
+    public List<Double> values() {
+        return List.copyOf(values);
+    }
+
     public int count() {
         return values.size();
     }

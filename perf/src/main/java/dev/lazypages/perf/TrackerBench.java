@@ -11,18 +11,16 @@ import dev.lazypages.memory.TrackedVmas;
 import dev.lazypages.proc.NativeStubs;
 import dev.lazypages.proc.SeizedProcess;
 import dev.lazypages.proc.TracerThread;
-import dev.lazypages.stats.Json;
-import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
+import dev.lazypages.perf.suite.SuiteBench;
+import dev.lazypages.perf.suite.SuiteResult;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.function.Consumer;
 import java.util.function.LongSupplier;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -79,11 +77,29 @@ final class TrackerBench implements Callable<Integer> {
             description = "Where memtouch is (default: $LAZYPAGES_STUBS_DIR, or native-stubs/target/bin next to the jar).")
     private Path stubsDir;
 
-    private PrintWriter say;
+    private Consumer<String> progress;
+
+    static final String NAME = "tracker";
+    static final String TITLE = "Dirty tracking: cost of one collect, per GiB per round";
 
     @Override
     public Integer call() throws Exception {
-        say = spec.commandLine().getErr();
+        return SuiteCommands.runAlone(spec, out, NAME, TITLE, this::measure);
+    }
+
+    /** The suite's tracker: 1 GiB at 1 MiB/s, 5 rounds (quick: 256 MiB, 3 rounds). */
+    static SuiteBench suite() {
+        return SuiteBench.of(NAME, TITLE, ctx -> {
+            TrackerBench b = new TrackerBench();
+            b.sizeMib = ctx.quick() ? 256 : 1024;
+            b.rate = 1;
+            b.repeat = ctx.quick() ? 3 : 5;
+            return b.measure(ctx.progress());
+        });
+    }
+
+    SuiteResult measure(Consumer<String> progress) throws Exception {
+        this.progress = progress;
         if (repeat < 1 || sizeMib < 1 || rate < 0) {
             throw new IllegalArgumentException("--repeat and --size-mib must be at least 1, --dirty-mib-per-sec at least 0");
         }
@@ -191,9 +207,8 @@ final class TrackerBench implements Callable<Integer> {
         } finally {
             RestoreBench.deleteTree(dir);
         }
-        report(List.of(scanCollect, readCollect, noneCollect, arm, frozen, scanPages, scanRate, readPages, nonePages),
+        return report(List.of(scanCollect, readCollect, noneCollect, arm, frozen, scanPages, scanRate, readPages, nonePages),
                 scanCollect, readCollect, noneCollect, coldArmMs, trackedBytes, trackedVmas, verified);
-        return 0;
     }
 
     /** Sleeps {@link #PAUSE_MILLIS}, then times {@code work}: {ms, its result}. */
@@ -208,54 +223,33 @@ final class TrackerBench implements Callable<Integer> {
         return t.collect().dirty().pageCount();
     }
 
-    private void report(List<Samples> rows, Samples scan, Samples read, Samples none, double coldArmMs, long trackedBytes,
-                        int trackedVmas, String verified) throws Exception {
+    private SuiteResult report(List<Samples> rows, Samples scan, Samples read, Samples none, double coldArmMs, long trackedBytes,
+                               int trackedVmas, String verified) {
+        SuiteResult r = new SuiteResult();
+        rows.forEach(x -> r.row("per collect", x));
+        for (Samples s : List.of(scan, read, none)) {
+            Samples perGib = new Samples(s.name() + " per GiB tracked", "ms/GiB");
+            s.values().forEach(v -> perGib.add(Reports.msPerGib(v, trackedBytes)));
+            r.row("per GiB tracked, per round", perGib);
+        }
         double ratio = Reports.medianRatio(scan, read);
-        StringBuilder md = new StringBuilder();
-        md.append("# Dirty tracking: cost of one collect\n\n");
-        md.append(String.format(Locale.ROOT, "memtouch %d MiB, 1 worker dirtying %d MiB/s; %d tracked VMAs, %d MiB tracked; "
-                + "%d measured rounds after one warm-up, 200 ms apart (read, none, scan interleaved); %d measured arms after "
-                + "a cold one (%.2f ms); JDK %s; %d CPUs.%n%n", sizeMib, rate, trackedVmas, trackedBytes >> 20, repeat, repeat,
-                coldArmMs, Runtime.version(), Runtime.getRuntime().availableProcessors()));
-        md.append(Reports.markdownTable(rows));
-        md.append('\n');
-        md.append(String.format(Locale.ROOT, "pagemap-scan / pagemap-read (medians): %.3f (target: well under 0.2)%n", ratio));
-        md.append(String.format(Locale.ROOT, "per GiB tracked (medians): pagemap-scan %.2f ms/GiB, pagemap-read %.2f ms/GiB, "
-                + "none %.2f ms/GiB%n", Reports.msPerGib(scan.median(), trackedBytes), Reports.msPerGib(read.median(), trackedBytes),
-                Reports.msPerGib(none.median(), trackedBytes)));
-        md.append("memtouch afterwards: ").append(verified).append('\n');
-
-        Map<String, Object> json = new LinkedHashMap<>();
-        json.put("benchmark", "tracker");
-        json.put("workload", "memtouch --threads 1 --dirty-mib-per-sec " + rate);
-        json.put("size_mib", sizeMib);
-        json.put("tracked_vmas", trackedVmas);
-        json.put("tracked_bytes", trackedBytes);
-        json.put("repeat", repeat);
-        json.put("warmup_runs", 1);
-        json.put("cold_arm_ms", Samples.round(coldArmMs));
-        json.put("jdk", Runtime.version().toString());
-        json.put("cpus", Runtime.getRuntime().availableProcessors());
-        json.put("metrics", rows.stream().map(Samples::toMap).toList());
-        json.put("scan_over_read", Samples.round(ratio));
-        Map<String, Object> perGib = new LinkedHashMap<>();
-        perGib.put("pagemap-scan", Samples.round(Reports.msPerGib(scan.median(), trackedBytes)));
-        perGib.put("pagemap-read", Samples.round(Reports.msPerGib(read.median(), trackedBytes)));
-        perGib.put("none", Samples.round(Reports.msPerGib(none.median(), trackedBytes)));
-        json.put("ms_per_gib", perGib);
-        json.put("verify", verified);
-        Files.createDirectories(out);
-        Files.writeString(out.resolve("tracker.md"), md, StandardCharsets.UTF_8);
-        Files.writeString(out.resolve("tracker.json"), Json.write(json) + "\n", StandardCharsets.UTF_8);
-        PrintWriter o = spec.commandLine().getOut();
-        o.print(md);
-        o.println();
-        o.println("wrote " + out.resolve("tracker.json") + " and " + out.resolve("tracker.md"));
-        o.flush();
+        r.note(String.format(Locale.ROOT, "memtouch %d MiB, 1 worker dirtying %d MiB/s; %d tracked VMAs, %d MiB tracked; %d measured "
+                + "rounds after one warm-up, 200 ms apart (read, none, scan interleaved); %d measured arms after a cold one "
+                + "(%.2f ms, left out)", sizeMib, rate, trackedVmas, trackedBytes >> 20, repeat, repeat, coldArmMs));
+        r.note(String.format(Locale.ROOT, "pagemap-scan / pagemap-read (medians): %.3f; PAGEMAP_SCAN should cost well under a fifth "
+                + "of reading every pagemap entry", ratio));
+        r.note("memtouch afterwards: " + verified);
+        r.put("workload", "memtouch --threads 1 --dirty-mib-per-sec " + rate);
+        r.put("size_mib", sizeMib);
+        r.put("tracked_vmas", trackedVmas);
+        r.put("tracked_bytes", trackedBytes);
+        r.put("repeat", repeat);
+        r.put("cold_arm_ms", Samples.round(coldArmMs));
+        r.put("scan_over_read", Samples.round(ratio));
+        return r;
     }
 
     private void log(String fmt, Object... args) {
-        say.println(String.format(Locale.ROOT, fmt, args));
-        say.flush();
+        progress.accept(String.format(Locale.ROOT, fmt, args));
     }
 }

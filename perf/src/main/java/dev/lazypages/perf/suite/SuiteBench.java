@@ -14,4 +14,30 @@ public interface SuiteBench {
 
     /** Runs the benchmark; {@link SuiteContext#quick()} asks for a short version. */
     SuiteResult run(SuiteContext ctx) throws Exception;
+
+    /** What a benchmark does, as a lambda. */
+    @FunctionalInterface
+    interface Body {
+        SuiteResult run(SuiteContext ctx) throws Exception;
+    }
+
+    /** A benchmark of this name and title that runs {@code body}. */
+    static SuiteBench of(String name, String title, Body body) {
+        return new SuiteBench() {
+            @Override
+            public String name() {
+                return name;
+            }
+
+            @Override
+            public String title() {
+                return title;
+            }
+
+            @Override
+            public SuiteResult run(SuiteContext ctx) throws Exception {
+                return body.run(ctx);
+            }
+        };
+    }
 }

@@ -44,6 +44,8 @@ public final class SuiteResult {
     private final List<Ratio> ratios = new ArrayList<>();
     private final List<String> notes = new ArrayList<>();
     private final Map<String, Object> extra = new LinkedHashMap<>();
+    private final java.util.Set<String> logX = new java.util.LinkedHashSet<>();
+    private final java.util.Set<String> logY = new java.util.LinkedHashSet<>();
 
     /** Adds a row (repeated samples of one metric) to the table named {@code table}. */
     public SuiteResult row(String table, Samples s) {
@@ -64,6 +66,26 @@ public final class SuiteResult {
     public SuiteResult chart(String name, String title, String xLabel, String yLabel) {
         charts.put(name, new Chart(name, title, xLabel, yLabel));
         return this;
+    }
+
+    /** Draws chart {@code name}'s x axis on a log scale (memory sizes that quadruple, say). */
+    public SuiteResult logX(String name) {
+        logX.add(name);
+        return this;
+    }
+
+    public boolean isLogX(String chart) {
+        return logX.contains(chart);
+    }
+
+    /** Draws chart {@code name}'s y axis on a log scale (lines that differ by orders of magnitude). */
+    public SuiteResult logY(String name) {
+        logY.add(name);
+        return this;
+    }
+
+    public boolean isLogY(String chart) {
+        return logY.contains(chart);
     }
 
     public SuiteResult ratio(String name, double value, double target, boolean atMost) {
