@@ -2,6 +2,9 @@ package dev.lazypages.lazy;
 
 import dev.lazypages.ffm.PageBuffer;
 import dev.lazypages.net.PageClient;
+import dev.lazypages.net.PageData;
+import dev.lazypages.net.PageFrameDescriptor;
+import dev.lazypages.net.PageSink;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.util.ArrayDeque;
@@ -52,6 +55,7 @@ public final class RemoteLazySource implements LazySource, AutoCloseable {
     private long lastEnd = Long.MIN_VALUE;
     private volatile long pagesFromReadahead;
     private volatile long pagesFetchedDirectly;
+    private final java.util.concurrent.atomic.AtomicLong pagesReadAsync = new java.util.concurrent.atomic.AtomicLong();
     private boolean closed;
 
     private static final class Ahead {
@@ -135,6 +139,39 @@ public final class RemoteLazySource implements LazySource, AutoCloseable {
     @Override
     public void readPages(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws IOException {
         client.fetch(vaddr, nrPages, dst, dstOffset);
+    }
+
+    /**
+     * One request (at most {@link PageFrameDescriptor#MAX_PAGES} pages, clipped to the stored run)
+     * on the BULK connection if {@code background}, else on FAULT; the pages go to
+     * {@code delivery} from the received network buffer's own memory, on the connection's event loop.
+     */
+    @Override
+    public int readAsync(long vaddr, int maxPages, boolean background, Delivery delivery) throws IOException {
+        int r = SortedAddresses.floorIndex(runStart, vaddr);
+        if (r < 0 || vaddr >= runEnd[r]) {
+            throw new IllegalArgumentException("page 0x" + Long.toHexString(vaddr) + " is not served by " + client.serverAddress());
+        }
+        int n = (int) Math.min(Math.min(maxPages, PageFrameDescriptor.MAX_PAGES), (runEnd[r] - vaddr) / ps);
+        client.fetchAsync(vaddr, n, background, new PageSink() {
+            @Override
+            public void received(PageData data) {
+                data.forEachRun((first, k, address) -> delivery.pages(vaddr + (long) first * ps, k, address));
+                delivery.done();
+            }
+
+            @Override
+            public void failed(IOException cause) {
+                delivery.failed(cause);
+            }
+        });
+        pagesReadAsync.addAndGet(n);
+        return n;
+    }
+
+    /** Pages asked for with {@link #readAsync} (faults and the background). */
+    public long pagesReadAsync() {
+        return pagesReadAsync.get();
     }
 
     /** From the readahead where it holds the pages, else pipelined requests on the BULK connection. */
