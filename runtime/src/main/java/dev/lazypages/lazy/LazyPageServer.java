@@ -134,6 +134,11 @@ public final class LazyPageServer implements AutoCloseable {
          * to the pages around recent faults) on or off: {@code -Dlazypages.prefetch=false}; default on.
          */
         public static final String PREFETCH_PROPERTY = "lazypages.prefetch";
+        /**
+         * The system property that turns the background sweep off ({@code -Dlazypages.background=false}: only
+         * faults bring pages, for benchmarks and tests of a long post-copy); default on.
+         */
+        public static final String BACKGROUND_PROPERTY = "lazypages.background";
 
         public Options {
             if (prefetchPages < 0 || backgroundChunkPages < 1 || backgroundCopyPages < 1 || pollTimeoutMillis < 1
@@ -144,11 +149,13 @@ public final class LazyPageServer implements AutoCloseable {
 
         /**
          * Prefetch 3 pages with a fault and 64 around it, background on in 256-page (1 MiB) requests with 4 in
-         * flight and 16-page copies, poll every 5 ms; without prefetch when {@value #PREFETCH_PROPERTY} is false.
+         * flight and 16-page copies, poll every 5 ms; without prefetch when {@value #PREFETCH_PROPERTY} is false,
+         * without background when {@value #BACKGROUND_PROPERTY} is false.
          */
         public static Options defaults() {
             boolean prefetch = !"false".equalsIgnoreCase(System.getProperty(PREFETCH_PROPERTY, "true").trim());
-            return new Options(prefetch ? 3 : 0, 256, 16, true, 5, 0, prefetch ? 64 : 0, 4);
+            boolean background = !"false".equalsIgnoreCase(System.getProperty(BACKGROUND_PROPERTY, "true").trim());
+            return new Options(prefetch ? 3 : 0, 256, 16, background, 5, 0, prefetch ? 64 : 0, 4);
         }
 
         public boolean prefetchAroundFaults() {
