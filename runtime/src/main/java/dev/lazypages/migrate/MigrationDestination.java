@@ -237,6 +237,7 @@ public final class MigrationDestination {
                     client.close();
                 }
             }
+            step = "report PostCopyDone"; // every page is in: a lost control connection no longer matters to the process
             link.send(new Msg.PostCopyDone(rep.faults, rep.pagesRemote, rep.bytesPostcopy, Math.round(rep.postcopyMs),
                     rep.backgroundMiBps, rep.faultLatency));
             rep.outcome = "migrated";
@@ -245,7 +246,7 @@ public final class MigrationDestination {
             if (e instanceof InterruptedException) {
                 Thread.currentThread().interrupt();
             }
-            rep.outcome = committed ? "failed-after-commit" : "failed";
+            rep.outcome = !committed ? "failed" : "report PostCopyDone".equals(step) ? "migrated" : "failed-after-commit";
             rep.error = step + ": " + MigrationSource.message(e);
             say("%s", rep.error);
             if (restored > 0 && !committed) {

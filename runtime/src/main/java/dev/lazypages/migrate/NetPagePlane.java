@@ -51,6 +51,11 @@ final class NetPagePlane implements PagePlane {
             }
 
             @Override
+            public long idleNanos() {
+                return s.idleNanos();
+            }
+
+            @Override
             public void close() {
                 s.close();
             }

@@ -21,6 +21,9 @@ public interface PagePlane {
         /** Request service latency (ns), or null. */
         Histogram serveLatency();
 
+        /** Nanoseconds since the destination last connected or asked for a page. */
+        long idleNanos();
+
         @Override
         void close();
     }

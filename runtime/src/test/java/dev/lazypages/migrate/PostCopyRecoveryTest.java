@@ -84,6 +84,11 @@ class PostCopyRecoveryTest {
                 }
 
                 @Override
+                public long idleNanos() {
+                    return s.idleNanos();
+                }
+
+                @Override
                 public void close() {
                     p.close();
                     s.close();
