@@ -37,25 +37,34 @@ import org.HdrHistogram.Recorder;
  *
  * <h2>Threads</h2>
  * The fault thread polls the uffd, reads messages in batches, handles the events, then
- * serves the faults: a stored page not yet delivered is read from the source (with up to
- * {@link Options#prefetchPages} following stored pages) into a page-aligned buffer and
- * UFFDIO_COPY'd; any other page (not stored, or dropped) gets UFFDIO_ZEROPAGE without touching
- * the source. The background thread walks the stored pages not yet delivered and copies them
- * in chunks. The two share only a page-state bitmap per region ({@code done}: delivered or
- * dropped, set with atomic OR) and the pending-page counter; there is no lock on the fault
- * path. Races between them end in EEXIST, which means "already there": the page is marked
- * done and the faulting range woken.
+ * serves the faults. A page the source never stored (or one dropped) gets UFFDIO_ZEROPAGE at
+ * once, without touching the source. For a stored page not yet delivered it asks the source
+ * for it (with up to {@link Options#prefetchPages} following stored pages): a source that reads
+ * {@linkplain LazySource#readAsync asynchronously} (the network) takes the request and the fault
+ * thread goes back to the uffd at once, so faults of several threads are in flight together;
+ * the thread that receives the pages (the page client's FAULT event loop) UFFDIO_COPYs them
+ * straight from the network buffer and wakes the faulting thread. Other sources are read into a
+ * page-aligned buffer and copied by the fault thread itself. The background thread walks the
+ * stored pages not yet delivered and asks for them in requests of
+ * {@link Options#backgroundChunkPages}, {@link Options#backgroundRequests} in flight, copied on
+ * arrival by the BULK event loop; after a fault it first asks for the
+ * {@link Options#prefetchAroundPages} stored pages that follow it. All of them share only a
+ * page-state bitmap per region ({@code done}: delivered or dropped, set with atomic OR) and
+ * the pending-page counter; there is no lock on the fault path. Races end in EEXIST, which
+ * means "already there": the page is marked done and the faulting range woken.
  *
  * <p>One ordering needs more than the bitmap. The kernel zaps the pages of a
  * madvise(DONTNEED) only after the REMOVE event has been read; a background copy issued
  * between that read and the moment the fault thread marks the pages dropped could land after
  * the zap and resurrect stale data. (A single-threaded monitor is safe because its copies never
  * overlap its reads.) So the fault thread announces each read ({@code readIntent}) and waits
- * for the background's current UFFDIO_COPY, at most {@link Options#backgroundCopyPages} pages,
- * to finish; the background issues no copy while a read is announced, and translates addresses
- * and re-checks the bitmap after the announcement is withdrawn (Dekker-style handshake on two
- * volatile flags). Faults themselves are served after the announcement is withdrawn, so fault
- * copies and background copies do run concurrently.
+ * for the copies in flight on other threads, each at most {@link Options#backgroundCopyPages}
+ * pages, to finish; those threads enter a copy section only while no read is announced, and
+ * translate addresses and re-check the bitmap inside it (Dekker-style handshake: the
+ * {@code readIntent} flag against the {@code copiers} count). A delivery whose copy meets EAGAIN
+ * (an event pending) wakes the faulting thread anyway: it touches the page again and faults
+ * anew, served after the event is read. Before the uffd is closed, copy sections are shut
+ * ({@code uffdGone}): late deliveries copy nothing.
  *
  * <h2>Events</h2>
  * <ul>
@@ -571,8 +580,17 @@ public final class LazyPageServer implements AutoCloseable {
     /** Announces a read and waits for the background's copy in flight, if any. */
     private void announceRead() {
         readIntent = true; // volatile store, then volatile load: Dekker with the background's pair
-        while (copiers.get() > 0) {
+        for (int spins = 0; copiers.get() > 0; spins++) {
+            backOff(spins);
+        }
+    }
+
+    /** Spin a little, then yield: the thread we wait for may have lost its CPU (2 cores, many threads). */
+    private static void backOff(int spins) {
+        if (spins < 200) {
             Thread.onSpinWait();
+        } else {
+            Thread.yield();
         }
     }
 
@@ -1015,11 +1033,11 @@ public final class LazyPageServer implements AutoCloseable {
                 return true;
             }
             copiers.decrementAndGet();
-            while (readIntent) {
+            for (int spins = 0; readIntent; spins++) {
                 if (uffdGone) {
                     return false;
                 }
-                Thread.onSpinWait();
+                backOff(spins);
             }
         }
     }
@@ -1254,8 +1272,8 @@ public final class LazyPageServer implements AutoCloseable {
             uffdClosed = true;
             uffdGone = true;
             readIntent = true; // copy sections entered from now on see uffdGone and leave
-            while (copiers.get() > 0) {
-                Thread.onSpinWait();
+            for (int spins = 0; copiers.get() > 0; spins++) {
+                backOff(spins);
             }
             uffd.close();
         }
