@@ -254,20 +254,6 @@ public final class PageClient implements AutoCloseable {
     }
 
     /**
-     * Sends one request for {@code nrPages} (at most {@link PageFrameDescriptor#MAX_PAGES}) pages
-     * on the BULK connection and returns at once; the pages land in {@code dst} at
-     * {@code dstOffset} before {@link Fetch#await} returns. The buffer must not be reused or
-     * freed before that. For readahead.
-     */
-    public Fetch fetchBulkAsync(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws IOException {
-        if (nrPages > MAX_PAGES) {
-            throw new IllegalArgumentException(nrPages + " pages exceed " + MAX_PAGES);
-        }
-        checkFits(nrPages, dst, dstOffset);
-        return bulk.request(vaddr, nrPages, dst, dstOffset);
-    }
-
-    /**
      * Tells the server no more pages are needed (its {@link PageServer#done()} completes). While
      * the FAULT connection is being recovered, waits for it (up to the recover timeout).
      */
@@ -323,15 +309,6 @@ public final class PageClient implements AutoCloseable {
         arena.close();
     }
 
-    /** A request in flight (see {@link #fetchBulkAsync}). */
-    public interface Fetch {
-        /** Waits until the pages are in the buffer, as {@link #fetch} does. Call it once. */
-        void await() throws IOException;
-
-        /** True once a response (or failure) arrived; {@link #await} then returns or throws at once. */
-        boolean isDone();
-    }
-
     /** One request: what was asked and where the answer goes. */
     private static final class Req {
         final long id;
@@ -349,7 +326,7 @@ public final class PageClient implements AutoCloseable {
     }
 
     /** A blocking fetch into a page buffer: copies on the event loop, completes a future. */
-    private final class Copy implements PageSink, Fetch {
+    private final class Copy implements PageSink {
         final Conn conn;
         final PageBuffer dst;
         final long dstOffset;
@@ -373,8 +350,8 @@ public final class PageClient implements AutoCloseable {
             f.completeExceptionally(cause);
         }
 
-        @Override
-        public void await() throws IOException {
+        /** Waits until the pages are in the buffer (the recovery has bounds of its own; this is a safety net). */
+        void await() throws IOException {
             long limit = options.recoverTimeout().toNanos() + options.responseDeadline().toNanos()
                     + options.connectTimeout().toNanos() + TimeUnit.SECONDS.toNanos(5);
             try {
@@ -395,10 +372,6 @@ public final class PageClient implements AutoCloseable {
             }
         }
 
-        @Override
-        public boolean isDone() {
-            return f.isDone();
-        }
     }
 
     /** One logical connection (FAULT or BULK) across reconnections, pinned to one event loop. */

@@ -126,7 +126,7 @@ class RemoteLazySourceTest {
     }
 
     @Test
-    void readaheadServesASweepWithSkipsAndASecondPassCorrectly() throws Exception {
+    void blockingBackgroundReadsServeASweepWithSkipsAndASecondPassCorrectly() throws Exception {
         PageServer remote = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), new Generated(),
                 "tok");
         cleanup.add(remote);
@@ -162,8 +162,7 @@ class RemoteLazySourceTest {
                 }
             }
         }
-        assertTrue(source.pagesFromReadahead() > source.pagesFetchedDirectly(), source.pagesFromReadahead() + " vs "
-                + source.pagesFetchedDirectly());
+        assertTrue(source.pagesFetchedDirectly() > 0, "read blocking: " + source.pagesFetchedDirectly());
     }
 
     @Test

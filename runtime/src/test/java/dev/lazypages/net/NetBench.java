@@ -129,7 +129,7 @@ class NetBench {
                             src.readPagesInBackground(base + (long) p * PS, 64, big, (long) p * PS);
                         }
                         long s1 = System.nanoTime();
-                        System.out.printf("RemoteLazySource background sweep 512 MiB, 64-page reads with readahead: %.2f GiB/s%n",
+                        System.out.printf("RemoteLazySource blocking background sweep 512 MiB, 64-page reads: %.2f GiB/s%n",
                                 0.5 / ((s1 - s0) / 1e9));
                     }
                 }
