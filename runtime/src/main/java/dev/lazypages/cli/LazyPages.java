@@ -70,6 +70,9 @@ public final class LazyPages extends TopLevelCommand {
             description = "With --page-server: give up after this many seconds without a page request and without DONE.")
     private double lazyTimeout;
 
+    @picocli.CommandLine.Mixin
+    private RecoverTimeout recoverTimeout = new RecoverTimeout();
+
     public static void main(String[] args) {
         System.exit(Cli.run(new LazyPages(), args));
     }
@@ -93,7 +96,7 @@ public final class LazyPages extends TopLevelCommand {
         PrintWriter out = spec.commandLine().getOut();
         String t = PageServerFiles.token(token, dir);
         PageServerRelay.Result r = PageServerRelay.run(new InetSocketAddress(address, port), MigrateCommand.parse(listen), dir, t,
-                statusFd, Duration.ofMillis(Math.round(lazyTimeout * 1000)), line -> {
+                statusFd, Duration.ofMillis(Math.round(lazyTimeout * 1000)), recoverTimeout.get(spec.commandLine()), line -> {
                     out.println("page-server: " + line);
                     out.flush();
                 });

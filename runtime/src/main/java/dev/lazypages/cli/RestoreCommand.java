@@ -74,6 +74,9 @@ public final class RestoreCommand implements Callable<Integer> {
             description = "With --lazy-pages: the page server's token (default: DIR/" + PageServerFiles.TOKEN + ").")
     private String token;
 
+    @picocli.CommandLine.Mixin
+    private RecoverTimeout recoverTimeout = new RecoverTimeout();
+
     @Option(names = "--pidfile", paramLabel = "FILE", description = "Write the restored process's pid to FILE.")
     private Path pidfile;
 
@@ -147,7 +150,7 @@ public final class RestoreCommand implements Callable<Integer> {
             server = MigrateCommand.parse(relay);
         }
         String t = PageServerFiles.token(token, dir);
-        try (LazyRestore.Session s = LazyRestore.connect(dir, server, t)) {
+        try (LazyRestore.Session s = LazyRestore.connect(dir, server, t, recoverTimeout.get(spec.commandLine()))) {
             Restorer.Result r;
             try {
                 r = s.restore(stub, null);

@@ -52,6 +52,9 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--stub", paramLabel = "PATH", description = "The lp-stub binary or its directory (default: as for restore).")
     private Path stub;
 
+    @picocli.CommandLine.Mixin
+    private RecoverTimeout recoverTimeout = new RecoverTimeout();
+
     private final CountDownLatch stop = new CountDownLatch(1);
 
     /** Makes {@link #call} return (the daemon closes); SIGTERM and SIGINT do the same. */
@@ -69,7 +72,7 @@ public final class ServeCommand implements Callable<Integer> {
                         out.println(line);
                         out.flush();
                     }
-                });
+                }, recoverTimeout.get(spec.commandLine()));
         try (ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(MigrateCommand.parse(listen), token, d))) {
             Thread hook = new Thread(stop::countDown, "serve-shutdown");
             Runtime.getRuntime().addShutdownHook(hook);

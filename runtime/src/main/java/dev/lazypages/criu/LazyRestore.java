@@ -111,6 +111,15 @@ public final class LazyRestore {
      * @throws IOException the page server is unreachable or refused the token (the message says which)
      */
     public static Session connect(Path dir, InetSocketAddress server, String token) throws IOException {
+        return connect(dir, server, token, PageClient.Options.DEFAULT_RECOVER_TIMEOUT);
+    }
+
+    /**
+     * As {@link #connect(Path, InetSocketAddress, String)}; a page connection lost during the lazy
+     * restore is retried for {@code recoverTimeout}, then the restored process is killed.
+     */
+    public static Session connect(Path dir, InetSocketAddress server, String token, java.time.Duration recoverTimeout)
+            throws IOException {
         List<LazySource.Run> runs;
         try (ImageReader r = ImageReader.open(dir)) {
             int imagePid = r.image().processes().getProcesses(0).getPid();
@@ -121,7 +130,7 @@ public final class LazyRestore {
         long pages = runs.stream().mapToLong(LazySource.Run::nrPages).sum();
         PageClient c;
         try {
-            c = PageClient.connect(server, token);
+            c = PageClient.connect(server, token, PageClient.Options.defaults().withRecoverTimeout(recoverTimeout));
         } catch (HandshakeException e) {
             throw new IOException("page server " + server.getHostString() + ":" + server.getPort() + " refused us: "
                     + e.reason(), e);

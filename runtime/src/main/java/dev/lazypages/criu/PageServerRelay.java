@@ -44,12 +44,13 @@ public final class PageServerRelay {
      * @param token       checked by the source, and asked of the local restore
      * @param statusFd    one byte once listening; -1 for none
      * @param idleTimeout give up after this long without a request and without DONE
+     * @param recoverTimeout how long a lost connection to the source is retried
      */
     public static Result run(InetSocketAddress source, InetSocketAddress listen, Path dir, String token, int statusFd,
-                             Duration idleTimeout, Consumer<String> progress) throws IOException {
+                             Duration idleTimeout, Duration recoverTimeout, Consumer<String> progress) throws IOException {
         PageClient client;
         try {
-            client = PageClient.connect(source, token);
+            client = PageClient.connect(source, token, PageClient.Options.defaults().withRecoverTimeout(recoverTimeout));
         } catch (HandshakeException e) {
             throw new IOException("page server " + source.getHostString() + ":" + source.getPort() + " refused us: "
                     + e.reason(), e);

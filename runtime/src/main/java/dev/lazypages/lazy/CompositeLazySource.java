@@ -144,6 +144,17 @@ public final class CompositeLazySource implements LazySource {
         }
     }
 
+    /** Asynchronous when {@code vaddr} lies in a REMOTE run (clipped to it) and the remote source reads asynchronously. */
+    @Override
+    public int readAsync(long vaddr, int maxPages, boolean background, Delivery delivery) throws IOException {
+        int i = segmentOf(vaddr);
+        if (i < 0 || !segRemote[i] || Long.compareUnsigned(vaddr, segEnd[i]) >= 0) {
+            return 0;
+        }
+        int n = (int) Math.min(maxPages, (segEnd[i] - vaddr) / pageSize);
+        return remote.readAsync(vaddr, n, background, delivery);
+    }
+
     /** Index of the last segment starting at or below {@code vaddr}, or -1. */
     private int segmentOf(long vaddr) {
         return SortedAddresses.floorIndex(segStart, vaddr);

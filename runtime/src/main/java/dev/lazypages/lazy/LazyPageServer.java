@@ -11,6 +11,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import org.HdrHistogram.Recorder;
@@ -36,25 +37,34 @@ import org.HdrHistogram.Recorder;
  *
  * <h2>Threads</h2>
  * The fault thread polls the uffd, reads messages in batches, handles the events, then
- * serves the faults: a stored page not yet delivered is read from the source (with up to
- * {@link Options#prefetchPages} following stored pages) into a page-aligned buffer and
- * UFFDIO_COPY'd; any other page (not stored, or dropped) gets UFFDIO_ZEROPAGE without touching
- * the source. The background thread walks the stored pages not yet delivered and copies them
- * in chunks. The two share only a page-state bitmap per region ({@code done}: delivered or
- * dropped, set with atomic OR) and the pending-page counter; there is no lock on the fault
- * path. Races between them end in EEXIST, which means "already there": the page is marked
- * done and the faulting range woken.
+ * serves the faults. A page the source never stored (or one dropped) gets UFFDIO_ZEROPAGE at
+ * once, without touching the source. For a stored page not yet delivered it asks the source
+ * for it (with up to {@link Options#prefetchPages} following stored pages): a source that reads
+ * {@linkplain LazySource#readAsync asynchronously} (the network) takes the request and the fault
+ * thread goes back to the uffd at once, so faults of several threads are in flight together;
+ * the thread that receives the pages (the page client's FAULT event loop) UFFDIO_COPYs them
+ * straight from the network buffer and wakes the faulting thread. Other sources are read into a
+ * page-aligned buffer and copied by the fault thread itself. The background thread walks the
+ * stored pages not yet delivered and asks for them in requests of
+ * {@link Options#backgroundChunkPages}, {@link Options#backgroundRequests} in flight, copied on
+ * arrival by the BULK event loop; after a fault it first asks for the
+ * {@link Options#prefetchAroundPages} stored pages that follow it. All of them share only a
+ * page-state bitmap per region ({@code done}: delivered or dropped, set with atomic OR) and
+ * the pending-page counter; there is no lock on the fault path. Races end in EEXIST, which
+ * means "already there": the page is marked done and the faulting range woken.
  *
  * <p>One ordering needs more than the bitmap. The kernel zaps the pages of a
  * madvise(DONTNEED) only after the REMOVE event has been read; a background copy issued
  * between that read and the moment the fault thread marks the pages dropped could land after
  * the zap and resurrect stale data. (A single-threaded monitor is safe because its copies never
  * overlap its reads.) So the fault thread announces each read ({@code readIntent}) and waits
- * for the background's current UFFDIO_COPY, at most {@link Options#backgroundCopyPages} pages,
- * to finish; the background issues no copy while a read is announced, and translates addresses
- * and re-checks the bitmap after the announcement is withdrawn (Dekker-style handshake on two
- * volatile flags). Faults themselves are served after the announcement is withdrawn, so fault
- * copies and background copies do run concurrently.
+ * for the copies in flight on other threads, each at most {@link Options#backgroundCopyPages}
+ * pages, to finish; those threads enter a copy section only while no read is announced, and
+ * translate addresses and re-check the bitmap inside it (Dekker-style handshake: the
+ * {@code readIntent} flag against the {@code copiers} count). A delivery whose copy meets EAGAIN
+ * (an event pending) wakes the faulting thread anyway: it touches the page again and faults
+ * anew, served after the event is read. Before the uffd is closed, copy sections are shut
+ * ({@code uffdGone}): late deliveries copy nothing.
  *
  * <h2>Events</h2>
  * <ul>
@@ -116,40 +126,74 @@ public final class LazyPageServer implements AutoCloseable {
      * Tuning.
      *
      * @param prefetchPages        stored pages after the faulting one copied with it (0: only the page)
-     * @param backgroundChunkPages pages the background reads from the source at a time
+     * @param backgroundChunkPages pages the background reads from the source at a time (one request)
      * @param backgroundCopyPages  pages per background UFFDIO_COPY: bounds how long a fault-thread read
-     *                             may wait for the background (see the class comment)
+     *                             may wait for a copy in flight (see the class comment)
      * @param background           whether the background sweep runs (else only faults deliver pages)
      * @param pollTimeoutMillis    how often the fault thread wakes when idle, to notice completion and stop
      * @param targetPid            the target's pid, to notice it exiting while idle; 0 when unknown
+     * @param prefetchAroundPages  after a fault served from the source, the background first asks for up to
+     *                             this many stored pages following it (0: off)
+     * @param backgroundRequests   asynchronous background reads in flight at once (pipelining)
      */
     public record Options(int prefetchPages, int backgroundChunkPages, int backgroundCopyPages, boolean background,
-                          int pollTimeoutMillis, int targetPid) {
+                          int pollTimeoutMillis, int targetPid, int prefetchAroundPages, int backgroundRequests) {
+        /**
+         * The system property that turns prefetching (pages after a fault, and the background's jump
+         * to the pages around recent faults) on or off: {@code -Dlazypages.prefetch=false}; default on.
+         */
+        public static final String PREFETCH_PROPERTY = "lazypages.prefetch";
+        /**
+         * The system property that turns the background sweep off ({@code -Dlazypages.background=false}: only
+         * faults bring pages, for benchmarks and tests of a long post-copy); default on.
+         */
+        public static final String BACKGROUND_PROPERTY = "lazypages.background";
+
         public Options {
-            if (prefetchPages < 0 || backgroundChunkPages < 1 || backgroundCopyPages < 1 || pollTimeoutMillis < 1) {
+            if (prefetchPages < 0 || backgroundChunkPages < 1 || backgroundCopyPages < 1 || pollTimeoutMillis < 1
+                    || prefetchAroundPages < 0 || backgroundRequests < 1) {
                 throw new IllegalArgumentException("invalid options " + this);
             }
         }
 
-        /** Prefetch 3 pages, background on in 64-page (256 KiB) reads and 16-page copies, poll every 5 ms. */
+        /**
+         * Prefetch 3 pages with a fault and 64 around it, background on in 256-page (1 MiB) requests with 4 in
+         * flight and 16-page copies, poll every 5 ms; without prefetch when {@value #PREFETCH_PROPERTY} is false,
+         * without background when {@value #BACKGROUND_PROPERTY} is false.
+         */
         public static Options defaults() {
-            return new Options(3, 64, 16, true, 5, 0);
+            boolean prefetch = !"false".equalsIgnoreCase(System.getProperty(PREFETCH_PROPERTY, "true").trim());
+            boolean background = !"false".equalsIgnoreCase(System.getProperty(BACKGROUND_PROPERTY, "true").trim());
+            return new Options(prefetch ? 3 : 0, 256, 16, background, 5, 0, prefetch ? 64 : 0, 4);
+        }
+
+        public boolean prefetchAroundFaults() {
+            return prefetchAroundPages > 0;
         }
 
         public Options withPrefetchPages(int n) {
-            return new Options(n, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, targetPid);
+            return new Options(n, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, targetPid,
+                    prefetchAroundPages, backgroundRequests);
         }
 
         public Options withBackground(boolean on) {
-            return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, on, pollTimeoutMillis, targetPid);
+            return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, on, pollTimeoutMillis, targetPid,
+                    prefetchAroundPages, backgroundRequests);
         }
 
         public Options withBackgroundChunk(int readPages, int copyPages) {
-            return new Options(prefetchPages, readPages, copyPages, background, pollTimeoutMillis, targetPid);
+            return new Options(prefetchPages, readPages, copyPages, background, pollTimeoutMillis, targetPid,
+                    prefetchAroundPages, backgroundRequests);
         }
 
         public Options withTargetPid(int pid) {
-            return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, pid);
+            return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, pid,
+                    prefetchAroundPages, backgroundRequests);
+        }
+
+        public Options withPrefetchAround(int pages) {
+            return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, targetPid,
+                    pages, backgroundRequests);
         }
     }
 
@@ -183,7 +227,17 @@ public final class LazyPageServer implements AutoCloseable {
 
     // The read/copy handshake (see the class comment).
     private volatile boolean readIntent;
-    private volatile boolean backgroundCopying;
+    /** Threads inside a copy section (the background, network event loops delivering pages); see enterCopy. */
+    private final AtomicInteger copiers = new AtomicInteger();
+    /** Set once before the uffd is closed: copy sections entered later do nothing. */
+    private volatile boolean uffdGone;
+    /** Asynchronous fault reads not yet delivered or failed. */
+    private final AtomicInteger faultsInFlight = new AtomicInteger();
+    /** Asynchronous background reads not yet delivered or failed. */
+    private final AtomicInteger backgroundInFlight = new AtomicInteger();
+    /** The image address of the latest fault served from the source, and a count of them (prefetch around faults). */
+    private volatile long lastFaultImg;
+    private volatile long faultSeq;
 
     private volatile boolean stopping;
     private volatile boolean closing;
@@ -202,11 +256,11 @@ public final class LazyPageServer implements AutoCloseable {
 
     // Fault-thread counters.
     private long faults;
-    private long faultsCopied;
+    private final AtomicLong faultsCopied = new AtomicLong();
     private long zeroPages;
     private long faultsAlreadyThere;
-    private long pagesByFault;
-    private long bytesByFault;
+    private final AtomicLong pagesByFault = new AtomicLong();
+    private final AtomicLong bytesByFault = new AtomicLong();
     private long retries;
     private long removes;
     private long unmaps;
@@ -216,8 +270,9 @@ public final class LazyPageServer implements AutoCloseable {
     private final AtomicLong pagesDropped = new AtomicLong();
     private final AtomicLong pagesFoundPresent = new AtomicLong();
     // Background counters (read after join).
-    private long pagesByBackground;
-    private long bytesByBackground;
+    private final AtomicLong pagesByBackground = new AtomicLong();
+    private final AtomicLong bytesByBackground = new AtomicLong();
+    private long pagesPrefetchedAroundFaults;
     private long backgroundNanos;
 
     /**
@@ -433,8 +488,12 @@ public final class LazyPageServer implements AutoCloseable {
             if (backgroundThread != null) {
                 backgroundThread.join();
             }
-            if (completion.isDone()) {
-                return; // the background failed
+            step = "waiting for fault reads in flight";
+            while (faultsInFlight.get() > 0 && !closing && !completion.isDone()) {
+                LockSupport.parkNanos(this, 1_000_000);
+            }
+            if (completion.isDone() || closing) {
+                return; // the background or a fault read failed, or close() takes over
             }
             step = "unregistering";
             if (!targetGone && pending.get() == 0) {
@@ -521,8 +580,17 @@ public final class LazyPageServer implements AutoCloseable {
     /** Announces a read and waits for the background's copy in flight, if any. */
     private void announceRead() {
         readIntent = true; // volatile store, then volatile load: Dekker with the background's pair
-        while (backgroundCopying) {
+        for (int spins = 0; copiers.get() > 0; spins++) {
+            backOff(spins);
+        }
+    }
+
+    /** Spin a little, then yield: the thread we wait for may have lost its CPU (2 cores, many threads). */
+    private static void backOff(int spins) {
+        if (spins < 200) {
             Thread.onSpinWait();
+        } else {
+            Thread.yield();
         }
     }
 
@@ -565,7 +633,24 @@ public final class LazyPageServer implements AutoCloseable {
                 && !isDone(r, idx + k)) {
             k++;
         }
+        if (options.prefetchAroundFaults()) {
+            lastFaultImg = img;
+            faultSeq++; // only this thread writes it; volatile for the background's read
+        }
         try {
+            FaultDelivery d = new FaultDelivery(page, t0);
+            faultsInFlight.incrementAndGet();
+            int taken;
+            try {
+                taken = source.readAsync(img, k, false, d);
+            } catch (Exception e) {
+                faultsInFlight.decrementAndGet();
+                throw e;
+            }
+            if (taken > 0) {
+                return true; // the delivering thread copies and wakes
+            }
+            faultsInFlight.decrementAndGet();
             source.readPages(img, k, buf, 0);
         } catch (Exception e) {
             throw new LazyPagesException("reading " + k + " pages at image address 0x" + Long.toHexString(img)
@@ -579,9 +664,9 @@ public final class LazyPageServer implements AutoCloseable {
             res = uffd.copy(page, buf.address(), len, 0);
         }
         if (res == len) {
-            pagesByFault += markDone(r, idx, k);
-            faultsCopied++;
-            bytesByFault += len;
+            pagesByFault.addAndGet(markDone(r, idx, k));
+            faultsCopied.incrementAndGet();
+            bytesByFault.addAndGet(len);
             copyLatency.recordValue(System.nanoTime() - t0);
             return true;
         }
@@ -772,25 +857,41 @@ public final class LazyPageServer implements AutoCloseable {
         long t0 = System.nanoTime();
         try {
             final int chunk = options.backgroundChunkPages();
-            PageBuffer buf = PageBuffer.allocate(arena, chunk);
-            buf.clear();
+            PageBuffer buf = null; // for sources that cannot read asynchronously
+            long seenFaults = 0;
             while (!stopping && pending.get() > 0 && !targetGone) {
                 long before = pending.get();
                 for (int r = 0; r < regStart.length && !stopping && !targetGone; r++) {
                     int idx = 0;
                     while (!stopping && !targetGone && (idx = nextPending(r, idx)) >= 0) {
+                        if (options.prefetchAroundFaults() && faultSeq != seenFaults) {
+                            seenFaults = faultSeq;
+                            step = "prefetching around a fault";
+                            prefetchAround(lastFaultImg);
+                        }
                         int k = 1;
                         while (k < chunk && idx + k < regPages[r] && isStored(r, idx + k) && !isDone(r, idx + k)) {
                             k++;
                         }
                         long img = regStart[r] + ((long) idx << shift);
                         step = "reading " + k + " pages at image address 0x" + Long.toHexString(img) + " from the source";
-                        source.readPagesInBackground(img, k, buf, 0);
-                        step = "copying pages at image address 0x" + Long.toHexString(img);
-                        copyChunk(r, idx, k, buf);
-                        idx += k;
+                        awaitBackgroundWindow(options.backgroundRequests());
+                        int taken = readAsync(img, k, true);
+                        if (taken == 0) {
+                            if (buf == null) {
+                                buf = PageBuffer.allocate(arena, chunk);
+                                buf.clear();
+                            }
+                            source.readPagesInBackground(img, k, buf, 0);
+                            step = "copying pages at image address 0x" + Long.toHexString(img);
+                            copyImage(img, k, buf.address(), false);
+                            taken = k;
+                        }
+                        idx += taken;
                     }
                 }
+                step = "waiting for the background reads in flight";
+                awaitBackgroundWindow(1);
                 if (pending.get() == before) { // nothing moved (EAGAIN everywhere): let the events through
                     LockSupport.parkNanos(100_000);
                 }
@@ -798,35 +899,190 @@ public final class LazyPageServer implements AutoCloseable {
         } catch (Throwable t) {
             fail("background thread, " + step, t);
         } finally {
+            try {
+                awaitBackgroundWindow(1); // nothing of ours in flight once the thread ends
+            } catch (RuntimeException ignored) {
+                // failing already
+            }
             backgroundNanos = System.nanoTime() - t0;
         }
     }
 
-    /** Copies image pages [idx, idx+k) of region r, held in buf, in slices of backgroundCopyPages. */
-    private void copyChunk(int r, int idx, int k, PageBuffer buf) {
-        final int slice = options.backgroundCopyPages();
-        int i = 0;
-        while (i < k && !stopping) {
-            int n = Math.min(slice, k - i);
-            if (!copySlice(r, idx + i, n, buf, (long) i << shift)) {
-                return; // EAGAIN: an event is pending; the next pass retries
+    /** The stored, pending pages following a fault's (at image address {@code img}), up to {@link Options#prefetchAroundPages}. */
+    private void prefetchAround(long img) throws java.io.IOException {
+        int r = regionOf(img);
+        if (r < 0) {
+            return;
+        }
+        int idx = (int) ((img - regStart[r]) >>> shift) + 1 + options.prefetchPages();
+        int end = Math.min(regPages[r], idx + options.prefetchAroundPages());
+        while (idx < end && (idx = nextPending(r, idx)) >= 0 && idx < end && !stopping) {
+            int k = 1;
+            while (idx + k < end && isStored(r, idx + k) && !isDone(r, idx + k)) {
+                k++;
             }
-            i += n;
+            awaitBackgroundWindow(options.backgroundRequests());
+            int taken = readAsync(regStart[r] + ((long) idx << shift), k, true);
+            if (taken == 0) {
+                return; // a source without asynchronous reads: the sweep will get there
+            }
+            pagesPrefetchedAroundFaults += taken;
+            idx += taken;
         }
     }
 
-    /** One exclusive section: translate, re-check, UFFDIO_COPY. False on EAGAIN. */
-    private boolean copySlice(int r, int idx, int n, PageBuffer buf, long bufOffset) {
-        for (;;) { // Dekker: announce the copy, then look for a read announcement
-            backgroundCopying = true;
-            if (!readIntent) {
-                break;
+    /** An asynchronous background read of up to {@code k} pages at image address {@code img}; the pages taken, or 0. */
+    private int readAsync(long img, int k, boolean background) throws java.io.IOException {
+        AtomicInteger counter = background ? backgroundInFlight : faultsInFlight;
+        counter.incrementAndGet();
+        int taken;
+        try {
+            taken = source.readAsync(img, k, background, background ? backgroundDelivery : null);
+        } catch (java.io.IOException | RuntimeException e) {
+            counter.decrementAndGet();
+            throw e;
+        }
+        if (taken == 0) {
+            counter.decrementAndGet();
+        }
+        return taken;
+    }
+
+    /** Waits until fewer than {@code limit} background reads are in flight. */
+    private void awaitBackgroundWindow(int limit) {
+        while (backgroundInFlight.get() >= limit && !completion.isDone() && !closing) {
+            LockSupport.parkNanos(this, 1_000_000); // a delivery unparks us
+        }
+    }
+
+    /** Background pages arriving from the network: copied right there, on the delivering thread. */
+    private final LazySource.Delivery backgroundDelivery = new LazySource.Delivery() {
+        @Override
+        public void pages(long vaddr, int nrPages, long address) {
+            copyImage(vaddr, nrPages, address, false);
+        }
+
+        @Override
+        public void done() {
+            backgroundInFlight.decrementAndGet();
+            LockSupport.unpark(backgroundThread);
+        }
+
+        @Override
+        public void failed(Throwable cause) {
+            fail("background read from the source", cause);
+            backgroundInFlight.decrementAndGet();
+            LockSupport.unpark(backgroundThread);
+        }
+    };
+
+    /** A fault's pages arriving from the network: copied and the faulting page woken on the delivering thread. */
+    private final class FaultDelivery implements LazySource.Delivery {
+        private final long page;
+        private final long t0;
+        private long pages;
+
+        FaultDelivery(long page, long t0) {
+            this.page = page;
+            this.t0 = t0;
+        }
+
+        @Override
+        public void pages(long vaddr, int nrPages, long address) {
+            pages += copyImage(vaddr, nrPages, address, true);
+        }
+
+        @Override
+        public void done() {
+            // Wake the faulting thread whatever happened: a copy wakes it already; when the page was
+            // dropped meanwhile, or the copy met EAGAIN (an event pending), the thread touches the
+            // page again and faults anew, which the fault thread serves after reading the event.
+            if (enterCopy()) {
+                try {
+                    uffd.wake(page, ps);
+                } finally {
+                    copiers.decrementAndGet();
+                }
             }
-            backgroundCopying = false;
-            while (readIntent) {
-                Thread.onSpinWait();
+            if (pages > 0) {
+                faultsCopied.incrementAndGet();
+                copyLatency.recordValue(System.nanoTime() - t0);
+            }
+            faultsInFlight.decrementAndGet();
+        }
+
+        @Override
+        public void failed(Throwable cause) {
+            fail("reading the pages of a fault at 0x" + Long.toHexString(page) + " from the source", cause);
+            faultsInFlight.decrementAndGet();
+        }
+    }
+
+    /**
+     * Enters a copy section (Dekker with the fault thread's read announcement, see the class
+     * comment): false when the uffd is being closed (copy nothing). Leave with {@code copiers.decrementAndGet()}.
+     */
+    private boolean enterCopy() {
+        for (;;) {
+            copiers.incrementAndGet(); // a full fence: then look for a read announcement
+            if (!readIntent) {
+                if (uffdGone) {
+                    copiers.decrementAndGet();
+                    return false;
+                }
+                return true;
+            }
+            copiers.decrementAndGet();
+            for (int spins = 0; readIntent; spins++) {
+                if (uffdGone) {
+                    return false;
+                }
+                backOff(spins);
             }
         }
+    }
+
+    /**
+     * Copies the pages [img, img + n pages) held at native {@code src} to wherever they live now,
+     * skipping pages already done, in slices of {@link Options#backgroundCopyPages} (each one copy
+     * section). Stops at EAGAIN (an event pending: a later pass or fault gets them). Returns the
+     * pages this call delivered.
+     */
+    private long copyImage(long img, int n, long src, boolean byFault) {
+        final int slice = options.backgroundCopyPages();
+        long delivered = 0;
+        long a = img;
+        long end = img + ((long) n << shift);
+        while (a < end && !stopping) {
+            int r = regionOf(a);
+            if (r < 0) {
+                a += ps;
+                continue;
+            }
+            long regEnd = regStart[r] + ((long) regPages[r] << shift);
+            int idx = (int) ((a - regStart[r]) >>> shift);
+            int m = (int) ((Math.min(end, regEnd) - a) >>> shift);
+            for (int i = 0; i < m; i += slice) {
+                int k = Math.min(slice, m - i);
+                long got = copySlice(r, idx + i, k, src + (a - img) + ((long) i << shift), byFault);
+                if (got < 0) {
+                    return delivered;
+                }
+                delivered += got;
+            }
+            a += (long) m << shift;
+        }
+        return delivered;
+    }
+
+    /** One copy section: translate, re-check, UFFDIO_COPY. The pages delivered, or -1 on EAGAIN (or closing). */
+    private long copySlice(int r, int idx, int n, long srcBase, boolean byFault) {
+        if (!enterCopy()) {
+            return -1;
+        }
+        AtomicLong pageCount = byFault ? pagesByFault : pagesByBackground;
+        AtomicLong byteCount = byFault ? bytesByFault : bytesByBackground;
+        long delivered = 0;
         try {
             Seg[] s = segs;
             int i = 0;
@@ -851,44 +1107,53 @@ public final class LazyPageServer implements AutoCloseable {
                 int m = j - i;
                 long cur = seg.cur + (img - seg.img);
                 long len = (long) m << shift;
-                long src = buf.address() + bufOffset + ((long) i << shift);
+                long src = srcBase + ((long) i << shift);
                 long res = uffd.copy(cur, src, len, 0);
                 if (res == len) {
-                    pagesByBackground += markDone(r, idx + i, m);
-                    bytesByBackground += len;
-                } else if (!copyPagesOneByOne(r, idx + i, m, cur, src)) {
-                    return false;
+                    long k = markDone(r, idx + i, m);
+                    pageCount.addAndGet(k);
+                    byteCount.addAndGet(len);
+                    delivered += k;
+                } else {
+                    long k = copyPagesOneByOne(r, idx + i, m, cur, src, pageCount, byteCount);
+                    if (k < 0) {
+                        return -1;
+                    }
+                    delivered += k;
                 }
                 i = j;
             }
-            return true;
+            return delivered;
         } finally {
-            backgroundCopying = false;
+            copiers.decrementAndGet();
         }
     }
 
-    /** After a multi-page copy stopped early: page by page. False on EAGAIN. */
-    private boolean copyPagesOneByOne(int r, int idx, int m, long cur, long src) {
+    /** After a multi-page copy stopped early: page by page. The pages delivered, or -1 on EAGAIN. */
+    private long copyPagesOneByOne(int r, int idx, int m, long cur, long src, AtomicLong pageCount, AtomicLong byteCount) {
+        long delivered = 0;
         for (int p = 0; p < m; p++) {
             long off = (long) p << shift;
             long res = uffd.copy(cur + off, src + off, ps, 0);
             if (res == ps) {
-                pagesByBackground += markDone(r, idx + p, 1);
-                bytesByBackground += ps;
+                long k = markDone(r, idx + p, 1);
+                pageCount.addAndGet(k);
+                byteCount.addAndGet(ps);
+                delivered += k;
             } else if (res == Userfaultfd.EEXIST) {
                 pagesFoundPresent.addAndGet(markDone(r, idx + p, 1));
             } else if (res == Userfaultfd.ENOENT) { // unmapped: its UNMAP event may still be on its way
                 pagesDropped.addAndGet(markDone(r, idx + p, 1));
             } else if (res == Userfaultfd.EAGAIN) {
-                return false;
+                return -1;
             } else if (res == Userfaultfd.ESRCH) {
                 targetGone = true;
-                return false;
+                return -1;
             } else {
                 throw new LazyPagesException("UFFDIO_COPY at 0x" + Long.toHexString(cur + off) + " returned " + res);
             }
         }
-        return true;
+        return delivered;
     }
 
     // ------------------------------------------------------------------------------------
@@ -1001,9 +1266,15 @@ public final class LazyPageServer implements AutoCloseable {
         }
     }
 
+    /** Closes the uffd once no copy section can use it any more (deliveries may still arrive afterwards: they copy nothing). */
     private synchronized void closeUffd() {
         if (!uffdClosed) {
             uffdClosed = true;
+            uffdGone = true;
+            readIntent = true; // copy sections entered from now on see uffdGone and leave
+            for (int spins = 0; copiers.get() > 0; spins++) {
+                backOff(spins);
+            }
             uffd.close();
         }
     }
@@ -1020,9 +1291,9 @@ public final class LazyPageServer implements AutoCloseable {
         }
         long end = completedAt != 0 ? completedAt : System.nanoTime();
         double bgSeconds = backgroundNanos / 1e9;
-        double mibps = bgSeconds > 0 ? bytesByBackground / (1024.0 * 1024.0) / bgSeconds : 0;
-        return new LazyStats(faults, faultsCopied, zeroPages, faultsAlreadyThere, pagesByFault, pagesByBackground,
-                pagesDropped.get(), pagesFoundPresent.get(), bytesByFault + bytesByBackground, retries, removes, unmaps, remaps, forksNotServed,
+        double mibps = bgSeconds > 0 ? bytesByBackground.get() / (1024.0 * 1024.0) / bgSeconds : 0;
+        return new LazyStats(faults, faultsCopied.get(), zeroPages, faultsAlreadyThere, pagesByFault.get(), pagesByBackground.get(),
+                pagesDropped.get(), pagesFoundPresent.get(), bytesByFault.get() + bytesByBackground.get(), retries, removes, unmaps, remaps, forksNotServed,
                 copyLatency.getIntervalHistogram(), zeroLatency.getIntervalHistogram(), mibps,
                 Duration.ofNanos(end - startedAt), targetGone, forksServed, List.copyOf(kids));
     }

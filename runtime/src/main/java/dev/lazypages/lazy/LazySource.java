@@ -41,6 +41,37 @@ public interface LazySource {
     }
 
     /**
+     * Where the pages of an {@link #readAsync asynchronous read} go, on whatever thread delivers
+     * them (a network event loop): {@link #pages} once or more, covering exactly the pages taken,
+     * in address order, then {@link #done}; or {@link #failed} (possibly after some pages). Keep
+     * it short and never block in it.
+     */
+    interface Delivery {
+        /** {@code nrPages} pages at image address {@code vaddr} are at native {@code address}, valid during the call. */
+        void pages(long vaddr, int nrPages, long address);
+
+        /** Every page taken was handed to {@link #pages}. */
+        void done();
+
+        /** The pages will not come (the message says why). */
+        void failed(Throwable cause);
+    }
+
+    /**
+     * Starts reading up to {@code maxPages} pages at image address {@code vaddr} without waiting,
+     * the pages handed to {@code delivery} straight from where they arrive (a network buffer), so
+     * that the caller can UFFDIO_COPY from there. Returns how many pages it took (from
+     * {@code vaddr} on, at least 1), or 0 when this source cannot read them asynchronously (the
+     * caller then uses {@link #readPages}). The default takes none.
+     *
+     * @param background a background read (bulk, lower priority), else a fault's
+     * @throws IOException the source is gone for good
+     */
+    default int readAsync(long vaddr, int maxPages, boolean background, Delivery delivery) throws IOException {
+        return 0;
+    }
+
+    /**
      * A view of this source for one more concurrent server (the server of a forked child):
      * same pages, but its {@link #readPagesInBackground} must not disturb this source's own
      * background state (e.g. a readahead that belongs to one background thread). The default,

@@ -48,11 +48,21 @@ public final class MigrationDestination {
      * @param precheckHook test hook: rewrites the destination's own facts before the comparison
      * @param files        how a source file is found here (test hook; default stat)
      * @param progress     one line per step
+     * @param recoverTimeout how long a lost page connection to the source is retried during post-copy; after
+     *                       that the restored process is killed (its missing memory cannot come)
      */
     public record Options(Path workDir, Path stub, Path reportDir, boolean keepWorkDir, String token, Duration idleTimeout,
                           Duration postCopyTimeout, UnaryOperator<HostFacts> precheckHook,
-                          Function<String, HostFacts.FileId> files, Consumer<String> progress) {
+                          Function<String, HostFacts.FileId> files, Consumer<String> progress, Duration recoverTimeout) {
+        /** With the default recover timeout (60 s). */
+        public Options(Path workDir, Path stub, Path reportDir, boolean keepWorkDir, String token, Duration idleTimeout,
+                       Duration postCopyTimeout, UnaryOperator<HostFacts> precheckHook,
+                       Function<String, HostFacts.FileId> files, Consumer<String> progress) {
+            this(workDir, stub, reportDir, keepWorkDir, token, idleTimeout, postCopyTimeout, precheckHook, files, progress, null);
+        }
+
         public Options {
+            recoverTimeout = recoverTimeout != null ? recoverTimeout : dev.lazypages.net.PageClient.Options.DEFAULT_RECOVER_TIMEOUT;
             token = token != null ? token : "";
             idleTimeout = idleTimeout != null ? idleTimeout : Duration.ofSeconds(120);
             postCopyTimeout = postCopyTimeout != null ? postCopyTimeout : Duration.ofMinutes(30);
@@ -168,7 +178,7 @@ public final class MigrationDestination {
                         .withProgress(clock::step);
                 if (!remoteRuns.isEmpty()) {
                     client = plane.connect(new InetSocketAddress(link.peerAddress(), restore.pageServerPort()), o.token(),
-                            remoteRuns);
+                            remoteRuns, o.recoverTimeout());
                     ro = ro.withRemote(client.source());
                     phases.put("page client", (System.nanoTime() - restoreStart) / 1e6);
                 }
@@ -219,12 +229,15 @@ public final class MigrationDestination {
                     client.done();
                 }
             } catch (ExecutionException e) {
+                kill(restored); // first: with its uffd closed it would read zeros where its memory is missing
+                handoff.close();
                 throw new IOException("post-copy failed: " + MigrationSource.message(e.getCause()), e.getCause());
             } finally {
                 if (client != null) {
                     client.close();
                 }
             }
+            step = "report PostCopyDone"; // every page is in: a lost control connection no longer matters to the process
             link.send(new Msg.PostCopyDone(rep.faults, rep.pagesRemote, rep.bytesPostcopy, Math.round(rep.postcopyMs),
                     rep.backgroundMiBps, rep.faultLatency));
             rep.outcome = "migrated";
@@ -233,13 +246,18 @@ public final class MigrationDestination {
             if (e instanceof InterruptedException) {
                 Thread.currentThread().interrupt();
             }
-            rep.outcome = committed ? "failed-after-commit" : "failed";
+            rep.outcome = !committed ? "failed" : "report PostCopyDone".equals(step) ? "migrated" : "failed-after-commit";
             rep.error = step + ": " + MigrationSource.message(e);
             say("%s", rep.error);
             if (restored > 0 && !committed) {
                 // the source rolled back (or is gone before committing): never two copies
                 kill(restored);
                 say("killed restored pid %d (no Commit)", restored);
+            } else if (restored > 0 && "post-copy".equals(step)) {
+                // its missing pages cannot come any more (the source is unreachable): it must not run on
+                kill(restored);
+                rep.error += "; killed restored pid " + restored + " (its missing memory cannot come)";
+                say("killed restored pid %d: its missing memory cannot come", restored);
             }
             try {
                 link.send(new Msg.Failed(step, MigrationSource.message(e)));

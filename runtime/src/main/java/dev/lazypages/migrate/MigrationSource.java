@@ -402,8 +402,26 @@ public final class MigrationSource {
                 }
             }
         } catch (IOException | TimeoutException e) {
-            // the destination is gone (its process exited, or the daemon): nothing more to serve
+            // the control connection is gone: the destination may still be fetching (a network cut it recovers
+            // from), so serve until it says DONE, stays away for the recover timeout, or the post-copy timeout ends
+            long idleLimit = dev.lazypages.net.PageClient.Options.DEFAULT_RECOVER_TIMEOUT.toNanos();
             if (!server.done().isDone()) {
+                say("control connection lost before the destination had every page (%s): serving pages until it is done "
+                        + "or stays away %d s", message(e), idleLimit / 1_000_000_000L);
+            }
+            while (!server.done().isDone() && server.idleNanos() < idleLimit && deadline - System.nanoTime() > 0) {
+                try {
+                    server.done().get(100, java.util.concurrent.TimeUnit.MILLISECONDS);
+                } catch (java.util.concurrent.ExecutionException | TimeoutException ignored) {
+                    // poll again
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+            if (server.done().isDone()) {
+                say("destination has every page (DONE on the page connection)");
+            } else {
                 say("destination went away before it had every page (%s)", message(e));
             }
         }

@@ -51,6 +51,11 @@ final class NetPagePlane implements PagePlane {
             }
 
             @Override
+            public long idleNanos() {
+                return s.idleNanos();
+            }
+
+            @Override
             public void close() {
                 s.close();
             }
@@ -58,8 +63,9 @@ final class NetPagePlane implements PagePlane {
     }
 
     @Override
-    public Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs) throws IOException {
-        PageClient c = PageClient.connect(server, token);
+    public Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs, java.time.Duration recoverTimeout)
+            throws IOException {
+        PageClient c = PageClient.connect(server, token, PageClient.Options.defaults().withRecoverTimeout(recoverTimeout));
         RemoteLazySource src;
         try {
             src = new RemoteLazySource(c, runs);

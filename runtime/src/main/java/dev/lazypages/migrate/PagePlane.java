@@ -21,6 +21,9 @@ public interface PagePlane {
         /** Request service latency (ns), or null. */
         Histogram serveLatency();
 
+        /** Nanoseconds since the destination last connected or asked for a page. */
+        long idleNanos();
+
         @Override
         void close();
     }
@@ -40,6 +43,15 @@ public interface PagePlane {
     /** Serves {@code frozen}'s REMOTE pages on {@code bind}, an ephemeral port. */
     Server serve(InetAddress bind, FrozenProcess frozen, String token) throws IOException;
 
-    /** Connects to the source's page server for the REMOTE {@code runs}. */
-    Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs) throws IOException;
+    /** Connects to the source's page server for the REMOTE {@code runs}, with the default recover timeout. */
+    default Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs) throws IOException {
+        return connect(server, token, runs, dev.lazypages.net.PageClient.Options.DEFAULT_RECOVER_TIMEOUT);
+    }
+
+    /**
+     * Connects to the source's page server for the REMOTE {@code runs}; a lost connection is
+     * retried for {@code recoverTimeout} before the pages count as lost.
+     */
+    Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs, java.time.Duration recoverTimeout)
+            throws IOException;
 }

@@ -65,6 +65,8 @@ public final class PageServer implements AutoCloseable {
     private final AtomicLong refused = new AtomicLong();
     private final Recorder latency = new Recorder(3);
     private final Histogram latencyTotal = new Histogram(3);
+    /** System.nanoTime() of the last connection or request (a lost destination stays quiet). */
+    private volatile long lastActivity = System.nanoTime();
 
     private PageServer(EventLoopGroup group, PageProvider provider, String token) {
         this.group = group;
@@ -129,6 +131,11 @@ public final class PageServer implements AutoCloseable {
     /** Requests answered with PAGES so far. */
     public long servedRequests() {
         return servedRequests.get();
+    }
+
+    /** Nanoseconds since the last connection was accepted or request answered. */
+    public long idleNanos() {
+        return System.nanoTime() - lastActivity;
     }
 
     /** Connections refused (wrong or missing token, page size mismatch). */
@@ -242,6 +249,7 @@ public final class PageServer implements AutoCloseable {
                 return;
             }
             kind = r.flags();
+            lastActivity = System.nanoTime();
             authTimeout.cancel(false);
             LOG.log(System.Logger.Level.DEBUG, "page client {0} connected ({1})", ctx.channel().remoteAddress(),
                     kind == KIND_FAULT ? "fault" : "bulk");
@@ -289,6 +297,7 @@ public final class PageServer implements AutoCloseable {
                 handed = true;
                 servedPages.addAndGet(n); // before the write: a client that has its pages sees them counted
                 servedRequests.incrementAndGet();
+                lastActivity = r.decodedNanos();
                 ctx.writeAndFlush(out, ctx.voidPromise());
                 latency.recordValue(Math.max(0, System.nanoTime() - r.decodedNanos()));
                 if (!ctx.channel().isWritable()) { // the client does not read: stop taking its requests

@@ -31,6 +31,11 @@ final class ChildJvm implements AutoCloseable {
     }
 
     static ChildJvm start(Path fifoFd3, String mainClass, String... args) throws IOException {
+        return start(java.util.Map.of(), fifoFd3, mainClass, args);
+    }
+
+    /** As {@link #start(Path, String, String...)} with more environment variables (e.g. JAVA_TOOL_OPTIONS). */
+    static ChildJvm start(java.util.Map<String, String> env, Path fifoFd3, String mainClass, String... args) throws IOException {
         String java = ProcessHandle.current().info().command().orElse("java");
         List<String> cmd = new ArrayList<>();
         if (fifoFd3 != null) {
@@ -44,6 +49,7 @@ final class ChildJvm implements AutoCloseable {
         if (fifoFd3 != null) {
             pb.environment().put("LP_STATUS_FIFO", fifoFd3.toString());
         }
+        pb.environment().putAll(env);
         Process p = pb.start();
         p.getOutputStream().close();
         return new ChildJvm(p, out, err, mainClass + " " + String.join(" ", args));

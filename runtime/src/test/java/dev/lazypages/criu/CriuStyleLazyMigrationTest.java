@@ -156,6 +156,37 @@ class CriuStyleLazyMigrationTest {
         assertRunsOn();
     }
 
+    /**
+     * Issue 7 point 2: the source (the dump's JVM) is killed with SIGKILL while the restored
+     * process still misses pages (no background sweep, so post-copy lasts). The restore gives the
+     * source its --recover-timeout, then kills the restored process, says why and exits non-zero.
+     */
+    @Test
+    void theSourceKilledMidPostCopyMakesTheRestoreKillItsCopyAndFailAfterTheRecoverTimeout() throws Exception {
+        startMemtouch(128, 2);
+        Path dir = tmp.resolve("img");
+        try (ChildJvm dump = ChildJvm.start(null, DUMP, "dump", "-t", Integer.toString(memtouch.pid()), "-D", dir.toString(),
+                "--lazy-pages", "--address", "127.0.0.1", "--port", "0", "--lazy-timeout", "120")) {
+            int port = port(dump);
+            try (ChildJvm restore = ChildJvm.start(java.util.Map.of("JAVA_TOOL_OPTIONS", "-Dlazypages.background=false"), null,
+                    PAGES, "restore", "-D", dir.toString(), "--lazy-pages", "--address", "127.0.0.1", "--port",
+                    Integer.toString(port), "--stub", Stubs.dir().toString(), "--recover-timeout", "2")) {
+                restoredPid = restoredPid(restore);
+                Thread.sleep(300); // it runs, faulting pages in one by one
+                assertTrue(restore.process.isAlive(), "still in post-copy\n" + restore);
+                dump.process.destroyForcibly(); // SIGKILL
+                assertTrue(dump.process.waitFor(10, TimeUnit.SECONDS));
+                long t0 = System.nanoTime();
+                assertNotEquals(0, restore.await(Duration.ofSeconds(60)), restore.toString());
+                double s = (System.nanoTime() - t0) / 1e9;
+                assertTrue(restore.stderr().contains("not recovered within the recover timeout of 2000 ms"), restore.toString());
+                assertTrue(restore.stderr().contains("killed it"), restore.toString());
+                assertTrue(s >= 1.5 && s < 30, "gave up after the recover timeout, not before and not much later: " + s + " s");
+                awaitGone(restoredPid);
+            }
+        }
+    }
+
     // ---- helpers
 
     private void startMemtouch(int mib, int threads) {

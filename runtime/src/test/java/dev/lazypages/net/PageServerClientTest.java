@@ -250,8 +250,9 @@ class PageServerClientTest {
     }
 
     @Test
-    void fetchAfterTheServerWentAwayFails() throws Exception {
-        PageClient c = client();
+    void fetchAfterTheServerWentAwayFailsOnceTheRecoverTimeoutPassed() throws Exception {
+        PageClient c = closing(PageClient.connect(server.localAddress(), "tok",
+                PageClient.Options.defaults().withRecoverTimeout(java.time.Duration.ofMillis(300))));
         server.close();
         PageBuffer buf = closing(PageBuffer.allocate(1));
         IOException e = assertThrows(IOException.class, () -> {
@@ -260,6 +261,6 @@ class PageServerClientTest {
                 Thread.sleep(20);
             }
         });
-        assertTrue(e.getMessage().contains("closed"), e.getMessage());
+        assertTrue(e.getMessage().contains("not recovered within the recover timeout of 300 ms"), e.getMessage());
     }
 }

@@ -144,6 +144,15 @@ public final class Netns implements AutoCloseable {
     }
 
     /** {@code ip netns exec SRC} followed by {@code command}. */
+    /**
+     * Takes both ends of the veth pair down (a cable pulled: packets are dropped, connections stay
+     * open and TCP retransmits) or up again.
+     */
+    public void setLinkUp(boolean up) {
+        ip("-n", src, "link", "set", "dev", srcIf, up ? "up" : "down");
+        ip("-n", dst, "link", "set", "dev", dstIf, up ? "up" : "down");
+    }
+
     public List<String> inSrc(String... command) {
         return in(src, command);
     }

@@ -22,6 +22,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -112,15 +113,56 @@ class NetnsMigrationIT {
     @ParameterizedTest
     @ValueSource(strings = {"hybrid", "post-copy", "pre-copy"})
     void migratesFromTheSourceNamespaceToTheDestinationNamespace(String mode) throws Exception {
+        migrateAndVerify(mode, null, null);
+    }
+
+    /**
+     * Issue 7 point 1: the veth link goes down for 2 s while the process runs at the destination
+     * and its pages still come from the source (post-copy); the faulting threads wait, TCP
+     * retransmits (or the page client reconnects), and the migration completes and verifies.
+     */
+    @Test
+    void aTwoSecondLinkCutDuringPostCopyIsSurvivedAndTheProcessVerifies() throws Exception {
+        boolean[] midPostCopy = new boolean[1];
+        long running = daemonLines("running as pid");
+        long everyPage = daemonLines("every page in");
+        migrateAndVerify("post-copy", () -> daemonLines("running as pid") > running, () -> {
+            midPostCopy[0] = daemonLines("every page in") == everyPage;
+            netns.setLinkUp(false);
+            try {
+                Thread.sleep(2000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } finally {
+                netns.setLinkUp(true);
+            }
+        });
+        System.out.println("link cut: daemon output\n" + read(daemonOut));
+        assertTrue(midPostCopy[0], "the link went down while pages were still missing at the destination\n" + read(daemonOut));
+    }
+
+    private static long daemonLines(String part) {
+        return read(daemonOut).lines().filter(l -> l.contains(part)).count();
+    }
+
+    /** Migrates a fresh memtouch in {@code mode}, running {@code cut} once {@code when} holds (polled). */
+    private void migrateAndVerify(String mode, java.util.function.BooleanSupplier when, Runnable cut) throws Exception {
         spawnMemtouchInSource();
         long beatsBefore = count("HEARTBEAT ");
         long t0 = System.nanoTime();
-        Path out = work.resolve("migrate-" + mode + ".out");
-        Path err = work.resolve("migrate-" + mode + ".err");
+        Path out = work.resolve("migrate-" + mode + "-" + System.nanoTime() + ".out");
+        Path err = work.resolve("migrate-" + mode + "-" + System.nanoTime() + ".err");
         Process m = new ProcessBuilder(netns.inSrc(java(), "-jar", jar("lazy-dump.jar").toString(), "migrate", "-t",
                 Integer.toString(original), "--to", netns.dstAddress() + ":" + port, "--token", TOKEN, "--mode", mode))
                 .redirectOutput(out.toFile()).redirectError(err.toFile()).start();
         m.getOutputStream().close();
+        if (when != null) {
+            long deadline = System.nanoTime() + T.toNanos();
+            while (m.isAlive() && !when.getAsBoolean() && System.nanoTime() - deadline < 0) {
+                Thread.sleep(5);
+            }
+            cut.run();
+        }
         if (!m.waitFor(T.toSeconds(), TimeUnit.SECONDS)) {
             m.destroyForcibly();
             fail("migrate --mode " + mode + " did not finish within " + T + "\n" + report(out, err));
