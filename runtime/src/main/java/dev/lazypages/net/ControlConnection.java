@@ -405,8 +405,9 @@ public final class ControlConnection implements AutoCloseable {
 
         @Override
         public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-            LOG.log(System.Logger.Level.WARNING, "control connection with " + ctx.channel().remoteAddress() + " failed",
-                    cause);
+            // one line: a malformed frame from the peer is its fault, not a bug here worth a stack trace
+            LOG.log(System.Logger.Level.WARNING, "control connection with {0} failed: {1}", ctx.channel().remoteAddress(),
+                    String.valueOf(cause).replaceAll("\\s+", " "));
             fail(cause);
         }
     }
