@@ -95,12 +95,14 @@ public final class PageClient implements AutoCloseable {
 
     private Conn open(int kind, String token, Duration timeout) throws IOException {
         Conn conn = new Conn(kind);
+        var secure = Transport.connectSide(Transport.Plane.PAGE, server); // TLS when this process uses it
         Bootstrap b = new Bootstrap().group(group).channel(Transport.socketChannel())
                 .option(ChannelOption.TCP_NODELAY, true)
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) Math.max(1, timeout.toMillis()))
                 .handler(new ChannelInitializer<SocketChannel>() {
                     @Override
                     protected void initChannel(SocketChannel ch) {
+                        secure.accept(ch);
                         ch.pipeline().addLast("decoder", new PageResponseDecoder(pageSize, MAX_PAGES));
                         ch.pipeline().addLast("responses", conn);
                     }

@@ -23,8 +23,9 @@ import org.junit.jupiter.api.Test;
 /** Control connections on loopback: the handshake, refusals on both sides, messages both ways. */
 class ControlConnectionTest {
     private static final Duration T = Duration.ofSeconds(10);
-    private final LinkedBlockingQueue<ControlConnection> accepted = new LinkedBlockingQueue<>();
-    private final LinkedBlockingQueue<IOException> refused = new LinkedBlockingQueue<>();
+    private final RecordingHandler handler = new RecordingHandler();
+    private final LinkedBlockingQueue<ControlConnection> accepted = handler.accepted;
+    private final LinkedBlockingQueue<IOException> refused = handler.refused;
     private ControlServer server;
 
     static Hello hello(Role role, int version, String token) {
@@ -33,18 +34,7 @@ class ControlConnectionTest {
     }
 
     private InetSocketAddress listen(Hello mine) throws IOException {
-        server = ControlServer.listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), mine,
-                new ControlServer.Handler() {
-                    @Override
-                    public void accepted(ControlConnection c) {
-                        accepted.add(c);
-                    }
-
-                    @Override
-                    public void refused(InetSocketAddress peer, IOException why) {
-                        refused.add(why);
-                    }
-                });
+        server = ControlServer.listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), mine, handler);
         return server.localAddress();
     }
 
