@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.testing.Requires;
 import dev.lazypages.ffm.testing.Stubs;
+import dev.lazypages.net.BindTest;
 import dev.lazypages.net.TlsFixture;
 import java.io.FileInputStream;
 import java.io.IOException;
@@ -178,6 +179,7 @@ class CriuStyleLazyMigrationTest {
         try (ChildJvm dump = ChildJvm.start(null, DUMP, args(tls, "dump", "-t", Integer.toString(memtouch.pid()), "-D",
                 dir.toString(), "--lazy-pages", "--address", "127.0.0.1", "--lazy-timeout", "120"))) {
             int port = port(dump);
+            BindTest.assertListensOnLoopbackOnly(port); // dump --address binds only there
             try (ChildJvm restore = ChildJvm.start(null, PAGES, args(tls, "restore", "-D", dir.toString(), "--lazy-pages",
                     "--address", "127.0.0.1", "--port", Integer.toString(port), "--stub", Stubs.dir().toString()))) {
                 restoredPid = restoredPid(restore);
@@ -209,13 +211,14 @@ class CriuStyleLazyMigrationTest {
 
     @Test
     void migrateToAServeDaemonOverTls() throws Exception {
-        startMemtouch(64, 2);
+        startMemtouch(32, 2);
         List<String> tls = tls("serve");
         Pattern serving = Pattern.compile("serving on ([0-9.]+):(\\d+) .*");
         try (ChildJvm serve = ChildJvm.start(null, PAGES, args(tls, "serve", "--listen", "127.0.0.1:0", "--token", "t0k",
                 "--work-dir", Files.createDirectories(tmp.resolve("work")).toString(), "--stub", Stubs.dir().toString()))) {
             Matcher m = serving.matcher(serve.awaitLine(l -> serving.matcher(l).matches(), Duration.ofSeconds(60)));
             assertTrue(m.matches());
+            BindTest.assertListensOnLoopbackOnly(Integer.parseInt(m.group(2))); // serve --listen binds only there
             try (ChildJvm migrate = ChildJvm.start(null, DUMP, args(tls, "migrate", "-t", Integer.toString(memtouch.pid()),
                     "--to", "127.0.0.1:" + m.group(2), "--token", "t0k", "--mode", "hybrid"))) {
                 assertEquals(0, migrate.await(T), migrate + "\n--- serve\n" + serve);
