@@ -122,6 +122,33 @@ class ControlConnectionTest {
     }
 
     @Test
+    void aCapabilityThePeerRequiresAndThisSideLacksIsRefusedWithTheReasonOnBothSides() throws Exception {
+        String why = "capability 'warm-restore' required by the peer is not supported here (this build has: post-copy)";
+        InetSocketAddress addr = listen(hello(Role.DESTINATION, 1, "s3cret"));
+        HandshakeException e = assertThrows(HandshakeException.class, () -> ControlClient.connect(addr,
+                hello(Role.SOURCE, 1, "s3cret").toBuilder().addRequires("post-copy").addRequires("warm-restore").build(), T));
+        assertEquals(why, e.reason());
+        assertTrue(e.byPeer());
+        IOException s = refused.poll(10, TimeUnit.SECONDS);
+        assertTrue(s instanceof HandshakeException h && !h.byPeer() && h.reason().equals(why), String.valueOf(s));
+        assertTrue(accepted.isEmpty());
+        // the other way round: the server requires it, the client refuses
+        server.close();
+        InetSocketAddress addr2 = listen(hello(Role.DESTINATION, 1, "s3cret").toBuilder().addRequires("warm-restore").build());
+        HandshakeException c = assertThrows(HandshakeException.class,
+                () -> ControlClient.connect(addr2, hello(Role.SOURCE, 1, "s3cret"), T));
+        assertEquals(why, c.reason());
+        assertFalse(c.byPeer());
+        IOException s2 = refused.poll(10, TimeUnit.SECONDS);
+        assertTrue(s2 instanceof HandshakeException h && h.byPeer() && h.reason().equals(why), String.valueOf(s2));
+        // and a capability that is there passes
+        try (ControlConnection ok = ControlClient.connect(addr2, hello(Role.SOURCE, 1, "s3cret").toBuilder()
+                .addCapabilities("warm-restore").addRequires("post-copy").build(), T)) {
+            assertTrue(ok.isOpen());
+        }
+    }
+
+    @Test
     void tokenMismatchIsRefusedWithTheReasonOnBothSides() throws Exception {
         InetSocketAddress addr = listen(hello(Role.DESTINATION, 1, "s3cret"));
         HandshakeException e = assertThrows(HandshakeException.class,
