@@ -144,6 +144,26 @@ class CriuStyleLazyMigrationTest {
     }
 
     @Test
+    void aRelayWithAWrongTokenIsRefusedAndLoggedOnBothSides() throws Exception {
+        startMemtouch(64, 1);
+        Path dir = tmp.resolve("img");
+        try (ChildJvm dump = ChildJvm.start(null, DUMP, "dump", "-t", Integer.toString(memtouch.pid()), "-D", dir.toString(),
+                "--lazy-pages", "--address", "127.0.0.1", "--token", "right", "--lazy-timeout", "15")) { // > a JVM's start
+            int port = port(dump);
+            try (ChildJvm relay = ChildJvm.start(null, PAGES, "--page-server", "--address", "127.0.0.1", "--port",
+                    Integer.toString(port), "-D", dir.toString(), "--token", "wrong")) {
+                assertNotEquals(0, relay.await(T), relay.toString());
+                assertTrue(relay.stderr().contains("token mismatch"), relay.toString());
+                assertFalse(Files.exists(dir.resolve(PageServerFiles.RELAY)), "the relay never listened\n" + relay);
+            }
+            assertEquals(1, dump.await(T), dump.toString());
+            assertTrue(dump.stderr().contains("refused connection from") && dump.stderr().contains("token mismatch"),
+                    "logged at the source\n" + dump);
+        }
+        assertRunsOn();
+    }
+
+    @Test
     void aDestinationThatNeverComesRollsBackAfterTheLazyTimeout() throws Exception {
         startMemtouch(64, 1);
         Path dir = tmp.resolve("img");
