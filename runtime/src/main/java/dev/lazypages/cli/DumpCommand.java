@@ -54,6 +54,9 @@ public final class DumpCommand implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
 
+    @picocli.CommandLine.Mixin
+    private TlsMixin tls;
+
     @Option(names = {"-t", "--tree"}, required = true, paramLabel = "PID", description = "The process to dump.")
     private int pid;
 
@@ -118,6 +121,10 @@ public final class DumpCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        if (tls.on() && !lazyPages) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--tls goes with --lazy-pages");
+        }
+        tls.apply(spec, true);
         if (lazyPages) {
             return lazy();
         }

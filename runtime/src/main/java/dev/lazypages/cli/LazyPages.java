@@ -41,6 +41,9 @@ public final class LazyPages extends TopLevelCommand {
     @Spec
     private CommandSpec spec;
 
+    @picocli.CommandLine.Mixin
+    private TlsMixin tls;
+
     @Option(names = "--page-server", description = "Run the CRIU-style page server relay (see above); excludes a command.")
     private boolean pageServer;
 
@@ -84,6 +87,7 @@ public final class LazyPages extends TopLevelCommand {
 
     @Override
     protected Integer runOwnMode() throws Exception {
+        tls.apply(spec, true); // the relay accepts the local restore's connections
         if (address == null || port == null || dir == null) {
             throw new CommandLine.ParameterException(spec.commandLine(), "--page-server needs --address, --port and -D");
         }

@@ -41,6 +41,9 @@ public final class MigrateCommand implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
 
+    @picocli.CommandLine.Mixin
+    private TlsMixin tls;
+
     @Option(names = {"-t", "--tree"}, required = true, paramLabel = "PID", description = "The process.")
     private int pid;
 
@@ -75,6 +78,7 @@ public final class MigrateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        tls.apply(spec, true); // the source's page server accepts the destination's page connections
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         Consumer<String> progress = System.console() != null ? line -> {

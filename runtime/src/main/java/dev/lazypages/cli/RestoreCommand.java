@@ -53,6 +53,9 @@ public final class RestoreCommand implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
 
+    @picocli.CommandLine.Mixin
+    private TlsMixin tls;
+
     @Option(names = {"-D", "--images-dir"}, required = true, paramLabel = "DIR", description = "The image directory.")
     private Path dir;
 
@@ -87,6 +90,10 @@ public final class RestoreCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        if (tls.on() && !lazyPages) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--tls goes with --lazy-pages");
+        }
+        tls.apply(spec, false);
         if (lazyPages) {
             return lazyPages();
         }

@@ -33,6 +33,9 @@ public final class ServeCommand implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
 
+    @picocli.CommandLine.Mixin
+    private TlsMixin tls;
+
     @Option(names = "--listen", required = true, paramLabel = "ADDR:PORT", description = "Where to listen (port 0: any).")
     private String listen;
 
@@ -64,6 +67,7 @@ public final class ServeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        tls.apply(spec, true);
         PrintWriter out = spec.commandLine().getOut();
         Path work = workDir != null ? workDir : Files.createTempDirectory("lazy-pages-serve-");
         MigrationDestination.Options d = new MigrationDestination.Options(work, stub, reportDir, keep, null, null, null, null,

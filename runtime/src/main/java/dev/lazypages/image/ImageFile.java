@@ -19,7 +19,8 @@ import java.util.zip.CRC32C;
  * Reading and writing one image file: the {@link ImageFileDescriptor header}, its checks, and
  * crash-safe creation.
  *
- * <p>Writers create {@code NAME.tmp} with mode 0600, write it, fsync it, rename it to
+ * <p>Image directories are created 0700 ({@link #createDirectory}). Writers create
+ * {@code NAME.tmp} with mode 0600, write it, fsync it, rename it to
  * {@code NAME} and fsync the directory, so that a crash leaves either the whole old file, the
  * whole new one, or a stray {@code .tmp} that readers ignore.
  *
@@ -202,6 +203,16 @@ public final class ImageFile {
     /** The temporary name {@code file} is written under before {@link #publish}. */
     static Path tempFor(Path file) {
         return file.resolveSibling(file.getFileName() + ".tmp");
+    }
+
+    /**
+     * Creates {@code dir} (and missing parents) with mode 0700: an image holds a process's whole
+     * memory. An existing directory is left as it is.
+     */
+    public static void createDirectory(Path dir) throws IOException {
+        if (!Files.isDirectory(dir)) {
+            Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        }
     }
 
     /** Creates {@code tmp} afresh with mode 0600 (a stale one from a crash is removed first). */

@@ -24,6 +24,8 @@ final class ImageValidator {
     static final int FXSAVE_BYTES = 512;
     /** Largest PRESENT run a reader accepts: it is read whole to check its CRC. */
     static final long MAX_RUN_BYTES = 64L << 20;
+    /** Most pages in any run (ZERO, IN_PARENT and REMOTE runs are not stored, but readers count them in an int). */
+    static final long MAX_RUN_PAGES = Integer.MAX_VALUE;
 
     private ImageValidator() {
     }
@@ -114,6 +116,9 @@ final class ImageValidator {
             String what = "entry " + i + " (pid " + e.getPid() + ", " + range(e.getVaddr(), end) + ", " + nr + " pages)";
             if (nr == 0) {
                 throw new ImageFormatException(file, what + ": empty run");
+            }
+            if (nr > MAX_RUN_PAGES) { // readers count pages in an int (found by ImageFuzzTest)
+                throw new ImageFormatException(file, what + ": run of more than " + MAX_RUN_PAGES + " pages");
             }
             if (!aligned(e.getVaddr(), pageSize)) {
                 throw new ImageFormatException(file, what + ": address not aligned to the page size " + pageSize);

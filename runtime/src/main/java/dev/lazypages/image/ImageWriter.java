@@ -53,7 +53,7 @@ public final class ImageWriter implements AutoCloseable {
      * to this build's; its page size sizes every run.
      */
     public static ImageWriter create(Path dir, Inventory inventory) throws IOException {
-        Files.createDirectories(dir);
+        ImageFile.createDirectory(dir); // 0700
         return new ImageWriter(dir, inventory);
     }
 

@@ -167,18 +167,31 @@ final class NetLink implements Link {
                 if (b.find()) {
                     bg = Double.parseDouble(b.group(1));
                 }
-                Matcher l = LATENCY.matcher(r.getReport().getJson());
-                if (l.find()) {
-                    try {
-                        h = Histogram.decodeFromCompressedByteBuffer(ByteBuffer.wrap(Base64.getDecoder().decode(l.group(1))), 0);
-                    } catch (DataFormatException | IllegalArgumentException e) {
-                        h = null;
-                    }
-                }
+                h = faultLatency(r.getReport().getJson());
             }
             return new Msg.PostCopyDone(d.getFaults(), d.getPages(), d.getBytes(), d.getDurationMs(), bg, h);
         }
         return decode(m);
+    }
+
+    /** Largest encoded fault latency histogram accepted from a peer (a real one is a few KiB). */
+    static final int MAX_LATENCY_BYTES = 1 << 20;
+
+    /** The fault latency histogram a PostCopyDone's report carries, or null when it has none or it does not decode. */
+    static Histogram faultLatency(String reportJson) {
+        Matcher l = LATENCY.matcher(reportJson);
+        if (!l.find()) {
+            return null;
+        }
+        try {
+            byte[] b = Base64.getDecoder().decode(l.group(1));
+            // HdrHistogram trusts its header's lengths (found by ControlMessageFuzzTest: an
+            // ArrayIndexOutOfBoundsException escaped from here and ended the migration): a peer's
+            // histogram that does not decode is dropped from the report, whatever the reason
+            return b.length <= MAX_LATENCY_BYTES ? Histogram.decodeFromCompressedByteBuffer(ByteBuffer.wrap(b), 0) : null;
+        } catch (DataFormatException | RuntimeException e) {
+            return null;
+        }
     }
 
     private ControlMessage next(Duration timeout) throws IOException, TimeoutException {

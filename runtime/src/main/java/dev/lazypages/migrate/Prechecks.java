@@ -56,6 +56,7 @@ public final class Prechecks {
 
     /** The source's facts about the machine and process {@code pid}, read from /proc without seizing it. */
     public static HostFacts ofSource(int pid, MigrationMode mode) {
+        dev.lazypages.proc.ProcessOwner.requireMaySeize(pid); // before /proc/PID/maps: say why, not EACCES
         List<Vma> vmas = ProcMaps.read(pid);
         return new HostFacts((int) Posix.pageSize(), Features.xcr0(), sourceFeatures(mode), specialSizes(vmas),
                 files(pid, vmas));

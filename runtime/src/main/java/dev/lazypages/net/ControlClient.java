@@ -28,6 +28,13 @@ public final class ControlClient {
      * @throws IOException        when the connection cannot be made in time
      */
     public static ControlConnection connect(InetSocketAddress server, Hello mine, Duration timeout) throws IOException {
+        return connect(server, mine, timeout, Tls.forThisProcess());
+    }
+
+    /** As {@link #connect(InetSocketAddress, Hello, Duration)}; {@code tls} null: plain TCP. */
+    public static ControlConnection connect(InetSocketAddress server, Hello mine, Duration timeout, Tls tls)
+            throws IOException {
+        var secure = Transport.connectSide(Transport.Plane.CONTROL, server, tls);
         EventLoopGroup group = Transport.group("control-client", 1);
         ControlConnection[] made = new ControlConnection[1];
         long deadline = System.nanoTime() + timeout.toNanos();
@@ -38,6 +45,7 @@ public final class ControlClient {
                     .handler(new ChannelInitializer<SocketChannel>() {
                         @Override
                         protected void initChannel(SocketChannel ch) {
+                            secure.accept(ch);
                             made[0] = ControlConnection.install(ch, mine, ControlFrameDecoder.DEFAULT_MAX_FRAME_BYTES);
                         }
                     });
@@ -55,6 +63,21 @@ public final class ControlClient {
                 return c.handshake().get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
             } catch (ExecutionException e) {
                 ch.close();
+                if (tls != null) { // the alert that closed it may still be on its way through the pipeline
+                    try {
+                        ch.eventLoop().submit(() -> { }).await(1, TimeUnit.SECONDS);
+                    } catch (java.util.concurrent.RejectedExecutionException loopGone) {
+                        // everything ran already
+                    }
+                }
+                String tlsFailed = Transport.tlsFailure(ch);
+                if (tlsFailed != null) {
+                    throw new HandshakeException("TLS with " + server + " failed: " + tlsFailed
+                            + " (does the peer run with --tls, and does its certificate chain to --tls-cacert?)", e.getCause());
+                }
+                if (tls != null && e.getCause() instanceof HandshakeException h && !h.byPeer()) {
+                    throw new HandshakeException(h.getMessage() + " (TLS is on here: does the peer run with --tls?)", h);
+                }
                 if (e.getCause() instanceof HandshakeException h) {
                     throw h;
                 }

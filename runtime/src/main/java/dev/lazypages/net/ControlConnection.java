@@ -32,7 +32,8 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <h2>Handshake</h2>
  * Both sides send their {@link Hello} as soon as the connection is up. Each checks the peer's:
- * protocol version equal to {@link #PROTOCOL_VERSION}, same token, and roles not equal. A side
+ * protocol version equal to {@link #PROTOCOL_VERSION}, same token, roles not equal, and every
+ * capability the peer {@code requires} among its own capabilities. A side
  * that accepts sends {@code Ping{sequence=0}} (the acknowledgement); a side that does not sends
  * {@code Refuse{reason}} and closes. A side is connected once it has accepted the peer's Hello
  * and received the peer's acknowledgement, so a refusal always surfaces on both sides as a
@@ -302,6 +303,12 @@ public final class ControlConnection implements AutoCloseable {
         if (h.getRole() == mine.getRole() && h.getRole() != dev.lazypages.net.proto.Role.ROLE_UNSPECIFIED) {
             return "both sides claim role " + h.getRole();
         }
+        for (String needed : h.getRequiresList()) {
+            if (!mine.getCapabilitiesList().contains(needed)) {
+                return "capability '" + needed + "' required by the peer is not supported here (this build has: "
+                        + String.join(", ", mine.getCapabilitiesList()) + ")";
+            }
+        }
         return null;
     }
 
@@ -405,8 +412,9 @@ public final class ControlConnection implements AutoCloseable {
 
         @Override
         public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-            LOG.log(System.Logger.Level.WARNING, "control connection with " + ctx.channel().remoteAddress() + " failed",
-                    cause);
+            // one line: a malformed frame from the peer is its fault, not a bug here worth a stack trace
+            LOG.log(System.Logger.Level.WARNING, "control connection with {0} failed: {1}", ctx.channel().remoteAddress(),
+                    String.valueOf(cause).replaceAll("\\s+", " "));
             fail(cause);
         }
     }

@@ -42,8 +42,14 @@ public final class ControlServer implements AutoCloseable {
         this.server = server;
     }
 
-    /** Binds {@code bind} (port 0: any free port) and starts accepting. */
+    /** Binds {@code bind} (port 0: any free port) and starts accepting, with this process's TLS ({@link Tls#forThisProcess}). */
     public static ControlServer listen(InetSocketAddress bind, Hello mine, Handler handler) throws IOException {
+        return listen(bind, mine, handler, Tls.forThisProcess());
+    }
+
+    /** Binds {@code bind} and starts accepting; {@code tls} null: plain TCP (a TLS peer is refused). */
+    public static ControlServer listen(InetSocketAddress bind, Hello mine, Handler handler, Tls tls) throws IOException {
+        var secure = Transport.acceptSide(Transport.Plane.CONTROL, tls);
         EventLoopGroup group = Transport.group("control-server", 1);
         try {
             ServerBootstrap b = new ServerBootstrap().group(group).channel(Transport.serverChannel())
@@ -51,6 +57,7 @@ public final class ControlServer implements AutoCloseable {
                     .childHandler(new ChannelInitializer<SocketChannel>() {
                         @Override
                         protected void initChannel(SocketChannel ch) {
+                            secure.accept(ch);
                             ControlConnection c = ControlConnection.install(ch, mine,
                                     ControlFrameDecoder.DEFAULT_MAX_FRAME_BYTES);
                             InetSocketAddress peer = ch.remoteAddress();

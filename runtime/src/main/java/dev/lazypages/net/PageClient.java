@@ -434,12 +434,14 @@ public final class PageClient implements AutoCloseable {
         }
 
         Bootstrap bootstrap(CompletableFuture<Void> accepted) {
+            var secure = Transport.connectSide(Transport.Plane.PAGE, server); // TLS when this process uses it
             return new Bootstrap().group(loop).channel(Transport.socketChannel())
                     .option(ChannelOption.TCP_NODELAY, true)
                     .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) Math.max(1, options.connectTimeout().toMillis()))
                     .handler(new ChannelInitializer<SocketChannel>() {
                         @Override
                         protected void initChannel(SocketChannel ch) {
+                            secure.accept(ch);
                             ch.pipeline().addLast("decoder", new PageResponseDecoder(pageSize, MAX_PAGES));
                             ch.pipeline().addLast("responses", new Responses(Conn.this, accepted));
                         }

@@ -77,6 +77,7 @@ public final class PageServer implements AutoCloseable {
 
     /** Binds {@code bind} (port 0: any free port) and serves {@code provider}'s pages to clients with {@code token}. */
     public static PageServer start(InetSocketAddress bind, PageProvider provider, String token) throws IOException {
+        var secure = Transport.acceptSide(Transport.Plane.PAGE); // TLS when this process uses it
         EventLoopGroup group = Transport.group("page-server", 2);
         PageServer s = new PageServer(group, provider, token);
         try {
@@ -87,6 +88,7 @@ public final class PageServer implements AutoCloseable {
                         @Override
                         protected void initChannel(SocketChannel ch) {
                             s.children.add(ch);
+                            secure.accept(ch);
                             ch.pipeline().addLast("decoder", new PageRequestDecoder());
                             ch.pipeline().addLast("serve", s.new Serve());
                         }

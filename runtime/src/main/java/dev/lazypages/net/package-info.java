@@ -20,6 +20,12 @@
  * blocking, with bulk requests pipelined. {@link dev.lazypages.lazy.RemoteLazySource} puts a
  * client behind a {@link dev.lazypages.lazy.LazyPageServer}.
  *
- * <p>Not here yet: reconnecting a broken page connection, TLS (the token travels in clear).
+ * <h2>Security</h2>
+ * Both planes authenticate the peer by the migration token (control: in the Hello; pages: in
+ * AUTH) and refuse a mismatch on both sides. With {@link Tls#useForThisProcess} (the command
+ * lines' {@code --tls}), every connection is TLS ({@link Transport#acceptSide},
+ * {@link Transport#connectSide}); without it, everything, the token included, travels in clear.
+ *
+ * <p>Not here yet: reconnecting a broken page connection.
  */
 package dev.lazypages.net;

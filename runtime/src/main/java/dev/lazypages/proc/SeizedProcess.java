@@ -68,9 +68,11 @@ public final class SeizedProcess implements AutoCloseable {
 
     /**
      * Seizes every thread of {@code pid}, listing /proc/PID/task again until no new thread
-     * shows up. The process keeps running.
+     * shows up. The process keeps running. Another user's process is refused unless this one
+     * runs as root ({@link ProcessOwner#requireMaySeize}).
      */
     public static SeizedProcess seize(int pid, TracerThread tracer) {
+        ProcessOwner.requireMaySeize(pid);
         SeizedProcess p = new SeizedProcess(pid, tracer);
         tracer.run(p::seizeAll);
         tracer.addIdleTask(p.poller);

@@ -9,6 +9,8 @@ import static org.junit.jupiter.api.Assertions.fail;
 import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.testing.Requires;
 import dev.lazypages.ffm.testing.Stubs;
+import dev.lazypages.net.BindTest;
+import dev.lazypages.net.TlsFixture;
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -30,7 +32,8 @@ import org.junit.jupiter.api.Test;
  * The CRIU-style pieces end to end on loopback, each side a JVM of its own as a user runs them:
  * {@code lazy-dump dump --lazy-pages --address --port --status-fd}, then {@code lazy-pages
  * restore --lazy-pages} (directly, or through {@code lazy-pages --page-server}); a wrong token;
- * a destination that never comes (rollback after --lazy-timeout).
+ * a destination that never comes (rollback after --lazy-timeout); and over TLS (these and
+ * {@code serve}/{@code migrate}), a plain restore refused by a TLS page server.
  */
 class CriuStyleLazyMigrationTest {
     private static final Duration T = Duration.ofSeconds(120);
@@ -141,6 +144,26 @@ class CriuStyleLazyMigrationTest {
     }
 
     @Test
+    void aRelayWithAWrongTokenIsRefusedAndLoggedOnBothSides() throws Exception {
+        startMemtouch(64, 1);
+        Path dir = tmp.resolve("img");
+        try (ChildJvm dump = ChildJvm.start(null, DUMP, "dump", "-t", Integer.toString(memtouch.pid()), "-D", dir.toString(),
+                "--lazy-pages", "--address", "127.0.0.1", "--token", "right", "--lazy-timeout", "15")) { // > a JVM's start
+            int port = port(dump);
+            try (ChildJvm relay = ChildJvm.start(null, PAGES, "--page-server", "--address", "127.0.0.1", "--port",
+                    Integer.toString(port), "-D", dir.toString(), "--token", "wrong")) {
+                assertNotEquals(0, relay.await(T), relay.toString());
+                assertTrue(relay.stderr().contains("token mismatch"), relay.toString());
+                assertFalse(Files.exists(dir.resolve(PageServerFiles.RELAY)), "the relay never listened\n" + relay);
+            }
+            assertEquals(1, dump.await(T), dump.toString());
+            assertTrue(dump.stderr().contains("refused connection from") && dump.stderr().contains("token mismatch"),
+                    "logged at the source\n" + dump);
+        }
+        assertRunsOn();
+    }
+
+    @Test
     void aDestinationThatNeverComesRollsBackAfterTheLazyTimeout() throws Exception {
         startMemtouch(64, 1);
         Path dir = tmp.resolve("img");
@@ -184,6 +207,77 @@ class CriuStyleLazyMigrationTest {
                 assertTrue(s >= 1.5 && s < 30, "gave up after the recover timeout, not before and not much later: " + s + " s");
                 awaitGone(restoredPid);
             }
+        }
+    }
+
+    // ---- TLS (--tls --tls-cert --tls-key --tls-cacert): the same migrations, encrypted and verified
+
+    private List<String> tls(String name) throws Exception {
+        TlsFixture.Pem pem = TlsFixture.selfSigned(tmp, name);
+        return List.of("--tls", "--tls-cert", pem.cert().toString(), "--tls-key", pem.key().toString(), "--tls-cacert",
+                pem.cert().toString());
+    }
+
+    private static String[] args(List<String> tls, String... args) {
+        return java.util.stream.Stream.concat(java.util.Arrays.stream(args), tls.stream()).toArray(String[]::new);
+    }
+
+    @Test
+    void lazyDumpAndRestoreOverTlsWithTheCertificateVerifiedOnBothSides() throws Exception {
+        startMemtouch(64, 2);
+        List<String> tls = tls("criu");
+        Path dir = tmp.resolve("img");
+        try (ChildJvm dump = ChildJvm.start(null, DUMP, args(tls, "dump", "-t", Integer.toString(memtouch.pid()), "-D",
+                dir.toString(), "--lazy-pages", "--address", "127.0.0.1", "--lazy-timeout", "120"))) {
+            int port = port(dump);
+            BindTest.assertListensOnLoopbackOnly(port); // dump --address binds only there
+            try (ChildJvm restore = ChildJvm.start(null, PAGES, args(tls, "restore", "-D", dir.toString(), "--lazy-pages",
+                    "--address", "127.0.0.1", "--port", Integer.toString(port), "--stub", Stubs.dir().toString()))) {
+                restoredPid = restoredPid(restore);
+                assertEquals(0, restore.await(T), restore.toString());
+            }
+            assertEquals(0, dump.await(T), dump.toString());
+        }
+        assertMigrated();
+    }
+
+    @Test
+    void aPlainRestoreIsRefusedByATlsPageServerWithAMessageSayingSoAndTheSourceRollsBack() throws Exception {
+        startMemtouch(64, 1);
+        Path dir = tmp.resolve("img");
+        try (ChildJvm dump = ChildJvm.start(null, DUMP, args(tls("criu"), "dump", "-t", Integer.toString(memtouch.pid()),
+                "-D", dir.toString(), "--lazy-pages", "--address", "127.0.0.1", "--lazy-timeout", "15"))) { // > a JVM's start
+            int port = port(dump);
+            try (ChildJvm restore = ChildJvm.start(null, PAGES, "restore", "-D", dir.toString(), "--lazy-pages",
+                    "--address", "127.0.0.1", "--port", Integer.toString(port), "--stub", Stubs.dir().toString())) {
+                assertNotEquals(0, restore.await(T), restore.toString());
+                assertTrue(restore.stderr().contains("this side requires TLS: run the peer with --tls"), restore.toString());
+                assertFalse(restore.stdout().contains("restored pid"), restore.toString());
+            }
+            assertEquals(1, dump.await(T), dump.toString());
+            assertTrue(dump.stderr().contains("refused: plain text"), "logged at the source\n" + dump);
+        }
+        assertRunsOn();
+    }
+
+    @Test
+    void migrateToAServeDaemonOverTls() throws Exception {
+        startMemtouch(32, 2);
+        List<String> tls = tls("serve");
+        Pattern serving = Pattern.compile("serving on ([0-9.]+):(\\d+) .*");
+        try (ChildJvm serve = ChildJvm.start(null, PAGES, args(tls, "serve", "--listen", "127.0.0.1:0", "--token", "t0k",
+                "--work-dir", Files.createDirectories(tmp.resolve("work")).toString(), "--stub", Stubs.dir().toString()))) {
+            Matcher m = serving.matcher(serve.awaitLine(l -> serving.matcher(l).matches(), Duration.ofSeconds(60)));
+            assertTrue(m.matches());
+            BindTest.assertListensOnLoopbackOnly(Integer.parseInt(m.group(2))); // serve --listen binds only there
+            try (ChildJvm migrate = ChildJvm.start(null, DUMP, args(tls, "migrate", "-t", Integer.toString(memtouch.pid()),
+                    "--to", "127.0.0.1:" + m.group(2), "--token", "t0k", "--mode", "hybrid"))) {
+                assertEquals(0, migrate.await(T), migrate + "\n--- serve\n" + serve);
+                Matcher done = Pattern.compile("migrated pid \\d+ to \\S+ \\(pid (\\d+) there\\)").matcher(migrate.stdout());
+                assertTrue(done.find(), migrate.toString());
+                restoredPid = Integer.parseInt(done.group(1));
+            }
+            assertMigrated();
         }
     }
 

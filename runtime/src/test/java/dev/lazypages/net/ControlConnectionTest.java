@@ -23,8 +23,9 @@ import org.junit.jupiter.api.Test;
 /** Control connections on loopback: the handshake, refusals on both sides, messages both ways. */
 class ControlConnectionTest {
     private static final Duration T = Duration.ofSeconds(10);
-    private final LinkedBlockingQueue<ControlConnection> accepted = new LinkedBlockingQueue<>();
-    private final LinkedBlockingQueue<IOException> refused = new LinkedBlockingQueue<>();
+    private final RecordingHandler handler = new RecordingHandler();
+    private final LinkedBlockingQueue<ControlConnection> accepted = handler.accepted;
+    private final LinkedBlockingQueue<IOException> refused = handler.refused;
     private ControlServer server;
 
     static Hello hello(Role role, int version, String token) {
@@ -33,18 +34,7 @@ class ControlConnectionTest {
     }
 
     private InetSocketAddress listen(Hello mine) throws IOException {
-        server = ControlServer.listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), mine,
-                new ControlServer.Handler() {
-                    @Override
-                    public void accepted(ControlConnection c) {
-                        accepted.add(c);
-                    }
-
-                    @Override
-                    public void refused(InetSocketAddress peer, IOException why) {
-                        refused.add(why);
-                    }
-                });
+        server = ControlServer.listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), mine, handler);
         return server.localAddress();
     }
 
@@ -129,6 +119,33 @@ class ControlConnectionTest {
         IOException s = refused.poll(10, TimeUnit.SECONDS);
         assertTrue(s instanceof HandshakeException h && h.byPeer() && h.getMessage().contains("protocol version 3"),
                 String.valueOf(s));
+    }
+
+    @Test
+    void aCapabilityThePeerRequiresAndThisSideLacksIsRefusedWithTheReasonOnBothSides() throws Exception {
+        String why = "capability 'warm-restore' required by the peer is not supported here (this build has: post-copy)";
+        InetSocketAddress addr = listen(hello(Role.DESTINATION, 1, "s3cret"));
+        HandshakeException e = assertThrows(HandshakeException.class, () -> ControlClient.connect(addr,
+                hello(Role.SOURCE, 1, "s3cret").toBuilder().addRequires("post-copy").addRequires("warm-restore").build(), T));
+        assertEquals(why, e.reason());
+        assertTrue(e.byPeer());
+        IOException s = refused.poll(10, TimeUnit.SECONDS);
+        assertTrue(s instanceof HandshakeException h && !h.byPeer() && h.reason().equals(why), String.valueOf(s));
+        assertTrue(accepted.isEmpty());
+        // the other way round: the server requires it, the client refuses
+        server.close();
+        InetSocketAddress addr2 = listen(hello(Role.DESTINATION, 1, "s3cret").toBuilder().addRequires("warm-restore").build());
+        HandshakeException c = assertThrows(HandshakeException.class,
+                () -> ControlClient.connect(addr2, hello(Role.SOURCE, 1, "s3cret"), T));
+        assertEquals(why, c.reason());
+        assertFalse(c.byPeer());
+        IOException s2 = refused.poll(10, TimeUnit.SECONDS);
+        assertTrue(s2 instanceof HandshakeException h && h.byPeer() && h.reason().equals(why), String.valueOf(s2));
+        // and a capability that is there passes
+        try (ControlConnection ok = ControlClient.connect(addr2, hello(Role.SOURCE, 1, "s3cret").toBuilder()
+                .addCapabilities("warm-restore").addRequires("post-copy").build(), T)) {
+            assertTrue(ok.isOpen());
+        }
     }
 
     @Test

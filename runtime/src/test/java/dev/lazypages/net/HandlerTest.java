@@ -32,7 +32,7 @@ class HandlerTest {
     // ---------------------------------------------------------------- control connection
 
     /** Bytes of {@code m} as a peer would send them. */
-    private static ByteBuf wire(ControlMessage m) {
+    static ByteBuf wire(ControlMessage m) {
         EmbeddedChannel enc = new EmbeddedChannel(new ProtobufVarint32LengthFieldPrepender(), new ProtobufEncoder());
         enc.writeOutbound(m);
         ByteBuf all = Unpooled.buffer();
@@ -45,7 +45,7 @@ class HandlerTest {
     }
 
     /** Decodes what the connection wrote. */
-    private static ControlMessage sent(EmbeddedChannel ch) {
+    static ControlMessage sent(EmbeddedChannel ch) {
         EmbeddedChannel dec = new EmbeddedChannel(new ProtobufVarint32FrameDecoder(),
                 new ProtobufDecoder(ControlMessage.getDefaultInstance()));
         ByteBuf b;
@@ -61,7 +61,7 @@ class HandlerTest {
 
     private static final ControlMessage ACK = ControlMessage.newBuilder().setPing(Ping.newBuilder().setSequence(0)).build();
 
-    private static EmbeddedChannel controlChannel(Hello mine, ControlConnection[] out) {
+    static EmbeddedChannel controlChannel(Hello mine, ControlConnection[] out) {
         EmbeddedChannel ch = new EmbeddedChannel(false, false);
         out[0] = ControlConnection.install(ch, mine, 1024);
         try {
@@ -114,14 +114,14 @@ class HandlerTest {
 
     // ---------------------------------------------------------------- page server handler
 
-    private static ByteBuf auth(String token, int kind, int pageSize) {
+    static ByteBuf auth(String token, int kind, int pageSize) {
         byte[] t = token.getBytes(StandardCharsets.UTF_8);
         ByteBuf b = Unpooled.buffer();
         writeHeader(b, TYPE_AUTH, kind, t.length, pageSize, 0).writeBytes(t);
         return b;
     }
 
-    private static ByteBuf request(int type, int n, long vaddr, long id) {
+    static ByteBuf request(int type, int n, long vaddr, long id) {
         return writeHeader(Unpooled.buffer(), type, 0, n, vaddr, id);
     }
 
