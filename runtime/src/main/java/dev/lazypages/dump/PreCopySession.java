@@ -201,6 +201,15 @@ public final class PreCopySession implements AutoCloseable {
      * @throws DumpException naming the step; the process runs on, the partial image is removed
      */
     public PreDumpResult preDump(Path dir) {
+        return preDump(dir, null);
+    }
+
+    /**
+     * As {@link #preDump(Path)}, but with {@code pagesOut} the pages go there as they are read
+     * (pages.img is never written to {@code dir}; the other image files are): a round streamed to
+     * the destination while it is taken, copied once from the process into a send buffer.
+     */
+    public PreDumpResult preDump(Path dir, ImageWriter.PagesOut pagesOut) {
         Objects.requireNonNull(dir, "dir");
         Dumper.checkTarget(pid, dir);
         if (trackerClosed) {
@@ -253,7 +262,7 @@ public final class PreCopySession implements AutoCloseable {
             String parent = lastImage != null ? ParentImage.relative(dir, lastImage) : "";
             step = "create the image in " + dir;
             Inventory inv = Dumper.inventory(pid, pageSize, Inventory.Kind.PRE_DUMP, parent, tracker.name());
-            writer = ImageWriter.create(dir, inv).durable(durable);
+            writer = (pagesOut != null ? ImageWriter.create(dir, inv, pagesOut) : ImageWriter.create(dir, inv)).durable(durable);
             step = "store pages";
             long c0 = System.nanoTime();
             PageStore.Stats s = PageStore.store(pid, writer, vmas, dirty, watched, held, true, progress);

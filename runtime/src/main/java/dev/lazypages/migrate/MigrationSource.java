@@ -250,7 +250,7 @@ public final class MigrationSource {
     }
 
     private DumpOptions finalOptions(Path work) {
-        return DumpOptions.of(work.resolve(FINAL)).withTrackMem(o.trackMem());
+        return DumpOptions.of(work.resolve(FINAL)).withTrackMem(o.trackMem()).withProgress(l -> { if (l.startsWith("frozen window")) say("%s", l); });
     }
 
     private void preCopy(PreCopySession s, Link link, Path work) throws IOException {
@@ -258,9 +258,10 @@ public final class MigrationSource {
         int n = 1;
         while (true) {
             long r0 = System.nanoTime();
-            PreDumpResult r = s.preDump(work.resolve(Integer.toString(n)));
+            Link.RoundOut out = link.startRound(n, Integer.toString(n));
+            PreDumpResult r = s.preDump(work.resolve(Integer.toString(n)), out.pages());
             long r1 = System.nanoTime();
-            long sent = link.sendDirectory(n, r.imagesDir());
+            long sent = out.finish(r.imagesDir());
             long r2 = System.nanoTime();
             double ms = (r2 - r0) / 1e6;
             rep.phase("round " + n + " dump", (r1 - r0) / 1e6);

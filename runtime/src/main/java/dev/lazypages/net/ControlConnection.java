@@ -206,6 +206,34 @@ public final class ControlConnection implements AutoCloseable {
         return done;
     }
 
+    /**
+     * Sends the remaining bytes of {@code data} (a direct buffer) as one raw-data frame, straight
+     * from its memory (no copy into Netty's buffers). Same contract as {@link #sendFileRegion};
+     * the bytes are not counted against {@link #send}'s back-pressure: the caller bounds them
+     * (its buffers are reused only once the returned future completes, when the socket took them).
+     */
+    public CompletableFuture<Void> sendBuffer(java.nio.ByteBuffer data) throws IOException {
+        ensureUsable();
+        int count = data.remaining();
+        if (count <= 0 || !data.isDirect()) {
+            throw new IllegalArgumentException("raw-data frame of " + count + " bytes from a " + (data.isDirect() ? "direct" : "heap")
+                    + " buffer");
+        }
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        ChannelHandlerContext head = channel.pipeline().context(ControlFrameDecoder.class); // first: writes go to the socket as they are
+        head.write(channel.alloc().buffer(ControlFrameDecoder.RAW_HEADER_BYTES).writeByte(0).writeInt(count));
+        head.writeAndFlush(io.netty.buffer.Unpooled.wrappedBuffer(data.slice())).addListener((ChannelFutureListener) f -> {
+            if (f.isSuccess()) {
+                done.complete(null);
+            } else {
+                fail(f.cause());
+                done.completeExceptionally(new IOException("sending " + count + " bytes to " + remoteAddress() + " failed: "
+                        + f.cause(), f.cause()));
+            }
+        });
+        return done;
+    }
+
     /** Hello capability: this side reads raw-data frames (FileChunk.raw_length). */
     public static final String RAW_FILE_DATA = "raw-file-data";
 
