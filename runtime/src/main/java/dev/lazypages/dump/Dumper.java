@@ -146,8 +146,12 @@ public final class Dumper {
      * @param pending     pages already known dirty and not stored since the parent ({@code null}: none)
      * @param trackerName what the inventory records
      */
-    record Plan(String parent, PageSpans parentHeld, Tracking tracker, PageSpans pending, String trackerName) {
-        static final Plan FULL = new Plan("", null, null, null, TRACKER);
+    record Plan(String parent, PageSpans parentHeld, Tracking tracker, PageSpans pending, String trackerName, FreezePrep prep) {
+        static final Plan FULL = new Plan("", null, null, null, TRACKER, null);
+
+        Plan(String parent, PageSpans parentHeld, Tracking tracker, PageSpans pending, String trackerName) {
+            this(parent, parentHeld, tracker, pending, trackerName, null);
+        }
     }
 
     /**
@@ -271,7 +275,8 @@ public final class Dumper {
             progress("frozen " + p.threads().size() + " threads");
 
             // read before the scratch page exists, so that it is never dumped
-            List<Vma> vmas = step("read memory mappings", () -> ProcMaps.readSmaps(pid));
+            List<Vma> vmas = step("read memory mappings",
+                    () -> plan.prep() != null && plan.prep().pid() == pid ? plan.prep().vmasNow() : ProcMaps.readSmaps(pid));
             stepVoid("check memory mappings", () -> VmaRecords.checkSupported(vmas));
             ProcStat stat = step("read /proc/" + pid + "/stat", () -> ProcStat.read(pid));
             Auxv auxv = step("read /proc/" + pid + "/auxv", () -> Auxv.read(pid));
@@ -316,7 +321,8 @@ public final class Dumper {
             PageStore.Stats stored = step("store pages",
                     () -> PageStore.store(pid, w, vmas, d, t, plan.parentHeld(), false, lazy, options.progress()));
             long pages = stored.copied();
-            if (plan.tracker() != null) {
+            if (plan.tracker() != null && !lazy) {
+                // a lazy dump leaves it to the FrozenProcess: unregistering walks every tracked page
                 stepVoid("stop the dirty tracker", plan.tracker()::close);
             }
             Process proc = Process.newBuilder()
@@ -338,7 +344,7 @@ public final class Dumper {
                 closeQuietly(w);
                 DumpResult r = new DumpResult(pid, dir, threads.size(), vmas.size(), 0, pageSize, ready - frozenAt,
                         ready - t0, stored.inParent(), plan.parent(), plan.trackerName());
-                frozen = new FrozenProcess(p, true, dir, stored.remote().toRanges(), pageSize, frozenAt, r);
+                frozen = new FrozenProcess(p, true, dir, stored.remote().toRanges(), pageSize, frozenAt, r, plan.tracker());
                 return r;
             }
             if (options.leaveRunning()) {

@@ -337,24 +337,34 @@ public final class PreCopySession implements AutoCloseable {
      * the freeze reads no page contents. Without any pre-dump (post-copy: the tracker was never
      * armed) every selected page is REMOTE and the image has no parent; after pre-dumps the pages
      * dirty since the last image (plus any not IN_PARENT) are REMOTE, the rest IN_PARENT of the
-     * last pre-dump. The tracker is closed and the scratch page unmapped before it returns; the
+     * last pre-dump. The scratch page is unmapped before it returns (the tracker is closed by the FrozenProcess at its end); the
      * process stays FROZEN and seized, owned from here on by the returned {@link FrozenProcess}
      * (closing this session no longer touches it). {@link DumpOptions#leaveRunning} is ignored.
      *
      * @throws DumpException naming the step; the process was thawed and stays with this session
      */
     public FrozenProcess finalDumpLazy(DumpOptions options) {
+        return finalDumpLazy(options, null);
+    }
+
+    /**
+     * As {@link #finalDumpLazy(DumpOptions)}, with what {@code prep} read before the freeze (see
+     * {@link FreezePrep}); the live tracker is handed to the returned {@link FrozenProcess}, which
+     * closes it once the process is killed or resumed (unregistering walks every tracked page:
+     * not in the frozen window).
+     */
+    public FrozenProcess finalDumpLazy(DumpOptions options, FreezePrep prep) {
         if (trackerClosed) {
             throw new IllegalStateException("final dump after the final dump");
         }
         Dumper.Plan plan;
         boolean live = armed && !tracker.reportsEverything();
         if (!armed) {
-            plan = new Dumper.Plan("", null, null, null, tracker.name());
+            plan = new Dumper.Plan("", null, null, null, tracker.name(), prep);
         } else {
             String parent = lastImage != null ? ParentImage.relative(options.imagesDir(), lastImage) : "";
             plan = new Dumper.Plan(parent, lastImage != null ? held : null, live ? tracker : null, live ? pending : null,
-                    tracker.name());
+                    tracker.name(), prep);
         }
         FrozenProcess f = Dumper.finalDumpLazy(process, options, plan);
         trackerClosed = true;
