@@ -34,8 +34,9 @@ class HybridFreezeBench {
                             System.out.println(l);
                         }
                     });
+                    FreezePrep prep = FreezePrep.read(w.pid); // as migrate does: before the freeze
                     long t0 = System.nanoTime();
-                    try (FrozenProcess f = s.finalDumpLazy(o)) {
+                    try (FrozenProcess f = s.finalDumpLazy(o, prep)) {
                         System.out.printf("run %d: call to ready %.1f ms, frozen until ready %.1f ms, %d REMOTE pages%n", i,
                                 (System.nanoTime() - t0) / 1e6, f.dump().frozenNanos() / 1e6, f.remote().pageCount());
                         f.commitAndKill();
