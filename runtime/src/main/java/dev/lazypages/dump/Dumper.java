@@ -288,7 +288,8 @@ public final class Dumper {
                 threads.add(step("read registers of thread " + tid, () -> ThreadRecords.thread(p, tid)));
             }
 
-            RemoteSyscall sys = step("find a syscall instruction", () -> p.syscalls(pid));
+            long gadget = plan.prep() != null && plan.prep().pid() == pid ? plan.prep().gadget(vmas) : 0;
+            RemoteSyscall sys = gadget != 0 ? p.syscalls(pid, gadget) : step("find a syscall instruction", () -> p.syscalls(pid));
             long brk = step("inject brk(0)", () -> ThreadRecords.brk(sys));
             // only signals caught or ignored can have a disposition other than SIG_DFL (the rest
             // are left out of the image anyway): one injected rt_sigaction each instead of 62
@@ -386,6 +387,33 @@ public final class Dumper {
                 throw e;
             }
             throw new DumpException(pid, step, e);
+        }
+    }
+
+    /**
+     * Runs, on the frozen {@code p}, the reads of the final dump's frozen window once and throws
+     * the results away (thread state, /proc files, the process record), so that the final
+     * dump, which runs once per JVM, does not pay for loading and linking their classes and
+     * native call handles (milliseconds each, the first time) while the process is frozen for
+     * good. Nothing is written; a failure is only reported ({@code progress}): the final dump
+     * reads everything again anyway.
+     */
+    static void rehearse(SeizedProcess p, java.util.function.Consumer<String> progress) {
+        int pid = p.pid();
+        try {
+            List<ThreadState> threads = new ArrayList<>();
+            for (int tid : p.threads()) {
+                threads.add(ThreadRecords.thread(p, tid));
+            }
+            ProcStat stat = ProcStat.read(pid);
+            Process.newBuilder().setPid(pid).setPpid(stat.ppid()).setMm(mm(stat, stat.startBrk()))
+                    .addAllAuxv(words(Auxv.read(pid))).addAllThreads(threads)
+                    .addAllFiles(FileRecords.toImage(pid, ProcFds.list(pid), UnsupportedFds.CLOSE))
+                    .addAllSigactions(List.of(SigAction.newBuilder().setSigno(ThreadRecords.SIGSTOP).build()))
+                    .build().toByteArray();
+            ThreadRecords.notDefaultSignals(Proc.readText(pid, "status"));
+        } catch (RuntimeException e) {
+            progress.accept("rehearsal of the final dump's reads failed (the final dump reads again): " + e.getMessage());
         }
     }
 

@@ -1,6 +1,7 @@
 package dev.lazypages.dump;
 
 import dev.lazypages.proc.ProcMaps;
+import dev.lazypages.proc.SyscallGadget;
 import dev.lazypages.proc.Vma;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -17,13 +18,19 @@ import java.util.Map;
  * seen: VmFlags changed by madvise(2) between this read and the freeze on a VMA whose maps
  * line stayed the same (madvise hints such as MADV_HUGEPAGE, MADV_DONTDUMP, MADV_DONTFORK in
  * the milliseconds before the freeze).
+ *
+ * <p>Also found before the freeze: the {@code syscall} instruction the frozen dump injects
+ * through (a scan of libc's text), used when its mapping is unchanged.
  */
 public final class FreezePrep {
     private final int pid;
     private final Map<Vma, Vma.Smaps> smaps = new HashMap<>();
+    /** A {@code syscall} instruction in the process's libc text (found by reading it), or 0. */
+    private final long gadget;
 
-    private FreezePrep(int pid, List<Vma> read) {
+    private FreezePrep(int pid, List<Vma> read, long gadget) {
         this.pid = pid;
+        this.gadget = gadget;
         for (Vma v : read) {
             smaps.put(v.withSmaps(null), v.smaps());
         }
@@ -31,7 +38,30 @@ public final class FreezePrep {
 
     /** Reads what can be read of {@code pid} while it runs. */
     public static FreezePrep read(int pid) {
-        return new FreezePrep(pid, ProcMaps.readSmaps(pid));
+        List<Vma> vmas = ProcMaps.readSmaps(pid);
+        long gadget;
+        try {
+            gadget = SyscallGadget.find(pid);
+        } catch (RuntimeException e) {
+            gadget = 0; // the frozen dump looks again and names what is wrong
+        }
+        return new FreezePrep(pid, vmas, gadget);
+    }
+
+    /**
+     * The syscall instruction found before the freeze, if it is still where it was (an
+     * executable mapping, unchanged since), or 0.
+     */
+    long gadget(List<Vma> now) {
+        if (gadget == 0) {
+            return 0;
+        }
+        for (Vma v : now) {
+            if (v.contains(gadget)) {
+                return v.exec() && smaps.containsKey(v.withSmaps(null)) ? gadget : 0;
+            }
+        }
+        return 0;
     }
 
     public int pid() {

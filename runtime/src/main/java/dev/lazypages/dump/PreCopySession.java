@@ -231,6 +231,7 @@ public final class PreCopySession implements AutoCloseable {
                 long f0 = System.nanoTime();
                 try {
                     tracker.arm(process);
+                    Dumper.rehearse(process, options -> { });
                 } finally {
                     process.thaw();
                     frozen = System.nanoTime() - f0;
@@ -374,6 +375,50 @@ public final class PreCopySession implements AutoCloseable {
         handedOff = true;
         return f;
     }
+
+    /**
+     * Takes a throwaway lazy final image of the running process into {@code scratch} (removed
+     * after) with every {@link #REHEARSAL_STRIDE}th page held counted as dirty: the page
+     * selection, the IN_PARENT/REMOTE runs and the writing of a page map of tens of thousands of
+     * entries run once before the freeze, so that the JIT has compiled them when the real final
+     * dump runs them frozen (cold, the first time in a JVM, they take hundreds of ms). Reads no
+     * page contents and writes nothing of the process; a failure is only reported to the progress.
+     */
+    public void rehearseFinal(Path scratch) {
+        if (held == null || held.isEmpty() || trackerClosed) {
+            return;
+        }
+        PageSpans.Builder fake = new PageSpans.Builder();
+        long n = 0;
+        for (int i = 0; i < held.count() && n < REHEARSAL_MAX_PAGES; i++) {
+            for (long a = held.start(i); Long.compareUnsigned(a, held.end(i)) < 0 && n < REHEARSAL_MAX_PAGES;
+                 a += (long) REHEARSAL_STRIDE * pageSize) {
+                fake.add(a, a + pageSize);
+                n++;
+            }
+        }
+        ImageWriter w = null;
+        try {
+            List<Vma> vmas = ProcMaps.read(pid);
+            Inventory inv = Dumper.inventory(pid, pageSize, Inventory.Kind.FULL, "../rehearsal", tracker.name());
+            w = ImageWriter.create(scratch, inv).durable(false);
+            PageStore.Stats st = PageStore.store(pid, w, vmas, fake.build(), held, held, true, true, line -> { });
+            st.remote().toRanges();
+            w.finish(ProcessTree.newBuilder().addProcesses(Process.newBuilder().setPid(pid).setExe(Proc.exe(pid))
+                    .addAllVmas(vmas.stream().map(VmaRecords::toImage).toList())).build());
+        } catch (IOException | RuntimeException e) {
+            progress.accept("rehearsal of the final dump failed (no harm done): " + e.getMessage());
+        } finally {
+            if (w != null) {
+                closeQuietly(w);
+            }
+            removePartial(new RuntimeException(), null, scratch, false);
+        }
+    }
+
+    /** {@link #rehearseFinal}: every this many held pages one counts as dirty, up to this many. */
+    static final int REHEARSAL_STRIDE = 8;
+    static final long REHEARSAL_MAX_PAGES = 30_000;
 
     /** Stops tracking and lets the process go (running as before) unless the final dump ended it. */
     @Override

@@ -245,6 +245,10 @@ public final class MigrationSource {
             }
             // everything that can be done while the process runs: the page server listens (it
             // serves once the process is frozen), smaps is read (FreezePrep)
+            step = "rehearse the final dump";
+            long q0 = System.nanoTime();
+            s.rehearseFinal(work.resolve("rehearsal"));
+            rep.phase("before freeze: rehearsal", (System.nanoTime() - q0) / 1e6);
             step = "start the page server";
             long p0 = System.nanoTime();
             server = plane.serve(link.localAddress(), frozen::get, o.token());
