@@ -59,6 +59,7 @@ public final class PreCopySession implements AutoCloseable {
     private final Tracking tracker;
     private boolean armed;
     private boolean durable = true;
+    private boolean rehearse;
     private boolean trackerClosed;
     /** The process and the tracer thread belong to a FrozenProcess now. */
     private boolean handedOff;
@@ -113,6 +114,16 @@ public final class PreCopySession implements AutoCloseable {
      */
     public PreCopySession durable(boolean d) {
         this.durable = d;
+        return this;
+    }
+
+    /**
+     * {@code true}: the tracker's arm freeze also rehearses the final dump's frozen reads
+     * ({@link Dumper#rehearse}: a few ms more of that pause, to save them, cold, in the final
+     * freeze). For live migration, whose final dump runs once per JVM. Default false.
+     */
+    public PreCopySession rehearse(boolean r) {
+        this.rehearse = r;
         return this;
     }
 
@@ -231,7 +242,9 @@ public final class PreCopySession implements AutoCloseable {
                 long f0 = System.nanoTime();
                 try {
                     tracker.arm(process);
-                    Dumper.rehearse(process, options -> { });
+                    if (rehearse) {
+                        Dumper.rehearse(process, progress);
+                    }
                 } finally {
                     process.thaw();
                     frozen = System.nanoTime() - f0;

@@ -27,17 +27,25 @@ import java.util.function.Consumer;
  * <ol>
  *   <li>gather the pre-check facts from /proc (the process is not touched), connect, handshake
  *       (token and protocol), send PrecheckRequest; a refusal ends here, the process untouched;</li>
- *   <li>pre-copy and hybrid: seize the process, copy rounds while it runs (a pre-dump per round
- *       into a local directory, sent as is: the destination keeps the chain with the same names),
- *       until the {@link ConvergencePolicy} says stop;</li>
+ *   <li>seize the process (it runs on); pre-copy and hybrid: copy rounds while it runs, each
+ *       streamed while it is read (its pages go from the copier's buffers to the socket, the
+ *       destination receives the image directory with the same name), until the
+ *       {@link ConvergencePolicy} says stop;</li>
+ *   <li>before the freeze, everything that does not need it: a rehearsal of the final dump (JIT),
+ *       the page server listening, smaps and the syscall instruction read ({@link FreezePrep});</li>
  *   <li>freeze: a lazy final dump (pages dirty since the last round, or every page in post-copy,
- *       are recorded REMOTE and stay in the frozen process), start the page server on the control
- *       connection's local address, send the final directory and RestoreRequest;</li>
- *   <li>wait for Running; Failed, a timeout or a lost connection before it roll back: the page
- *       server stops and the process is thawed and detached, running on as before;</li>
- *   <li>Running: Commit, serve pages until the destination has every one (PostCopyDone, its
- *       client's DONE, or the connection gone), then kill the frozen original.</li>
+ *       are recorded REMOTE and stay in the frozen process; the dirty tracker stays registered
+ *       until the end), send the final directory and RestoreRequest;</li>
+ *   <li>wait for Running; Failed, a timeout or a lost connection before Commit roll back: Abort,
+ *       and the process is thawed and detached, running on as before;</li>
+ *   <li>Running: Commit, serve pages until the destination has every one (PostCopyDone, or its
+ *       page client's DONE when the control connection is gone), then end the frozen original
+ *       (retried if that fails). A Failed after Commit (the destination's copy could not go on
+ *       and was killed) resumes the original instead; with neither within the post-copy
+ *       timeout the original is left stopped (SIGSTOP), neither resumed nor killed.</li>
  * </ol>
+ *
+ * <p>Every step can be made to fail on purpose ({@link FaultStep}, {@code migrate --inject-fault}).
  *
  * Pre-copy mode uses the same lazy final dump (so that the process stays frozen, and can be
  * resumed, until the destination confirms): the destination restores eagerly, fetching every
@@ -234,7 +242,7 @@ public final class MigrationSource {
         PagePlane.Server server = null;
         // post-copy seizes here too (no tracker armed): the seize is not part of the freeze
         try (PreCopySession s = PreCopySession.start(pid, o.mode().preCopies() ? o.trackMem() : Trackings.NONE, line -> { })) {
-            s.durable(false); // rounds are disposable: sent at once, useless after a crash
+            s.durable(false).rehearse(true); // rounds are disposable: sent at once, useless after a crash
             if (o.mode().preCopies()) {
                 step = "pre-copy";
                 rep.tracker = s.tracker();
