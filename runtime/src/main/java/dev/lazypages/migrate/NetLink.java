@@ -151,7 +151,7 @@ final class NetLink implements Link {
             try {
                 java.util.concurrent.CompletableFuture<?> seen = null;
                 long since = System.nanoTime();
-                while (true) {
+                while (conn.isOpen()) { // a round that failed half-way ends with the connection
                     Thread.sleep(1000);
                     java.util.concurrent.CompletableFuture<?> f = out.flushed();
                     if (f != seen || f.isDone()) {
