@@ -152,6 +152,10 @@ public final class Dumper {
         Plan(String parent, PageSpans parentHeld, Tracking tracker, PageSpans pending, String trackerName) {
             this(parent, parentHeld, tracker, pending, trackerName, null);
         }
+
+        Plan withPrep(FreezePrep p) {
+            return new Plan(parent, parentHeld, tracker, pending, trackerName, p);
+        }
     }
 
     /**
@@ -322,10 +326,6 @@ public final class Dumper {
             PageStore.Stats stored = step("store pages",
                     () -> PageStore.store(pid, w, vmas, d, t, plan.parentHeld(), false, lazy, options.progress()));
             long pages = stored.copied();
-            if (plan.tracker() != null && !lazy) {
-                // a lazy dump leaves it to the FrozenProcess: unregistering walks every tracked page
-                stepVoid("stop the dirty tracker", plan.tracker()::close);
-            }
             Process proc = Process.newBuilder()
                     .setPid(pid).setPpid(stat.ppid()).setExe(exe).setMm(mm(stat, brk))
                     .addAllAuxv(words(auxv))
@@ -363,6 +363,11 @@ public final class Dumper {
             if (!options.leaveRunning()) {
                 stepVoid("kill", () -> kill(p));
                 thawedAt = System.nanoTime();
+            }
+            if (plan.tracker() != null) {
+                // unregistering walks every tracked page: once the process runs again (or is gone),
+                // never in the frozen window (a lazy dump leaves it to the FrozenProcess)
+                stepVoid("stop the dirty tracker", plan.tracker()::close);
             }
             long end = System.nanoTime();
             closeQuietly(w);

@@ -337,7 +337,7 @@ public final class PreCopySession implements AutoCloseable {
         boolean live = !tracker.reportsEverything();
         Dumper.Plan plan = new Dumper.Plan(parent, lastImage != null ? held : null, live ? tracker : null,
                 live ? pending : null, tracker.name());
-        DumpResult r = Dumper.finalDump(process, options, plan);
+        DumpResult r = Dumper.finalDump(process, options, plan.withPrep(FreezePrep.read(pid)));
         trackerClosed = true;
         if (!live) {
             tracker.close();
@@ -380,7 +380,7 @@ public final class PreCopySession implements AutoCloseable {
             plan = new Dumper.Plan(parent, lastImage != null ? held : null, live ? tracker : null, live ? pending : null,
                     tracker.name(), prep);
         }
-        FrozenProcess f = Dumper.finalDumpLazy(process, options, plan);
+        FrozenProcess f = Dumper.finalDumpLazy(process, options, prep != null ? plan : plan.withPrep(FreezePrep.read(pid)));
         trackerClosed = true;
         if (!live) {
             tracker.close();

@@ -149,18 +149,19 @@ public final class DirectoryTransfer {
             if (streamed == null || streamFinished) {
                 throw new IllegalStateException("no streamed file open in " + dirName);
             }
-            long start = Math.max(0, streamStart);
+            boolean body = streamStart >= 0;
+            long start = body ? streamStart : head.remaining(); // no body written: the head is the whole file
             if (head.remaining() != start || start > CHUNK_BYTES) {
                 throw new IllegalArgumentException(streamed + ": head of " + head.remaining() + " bytes, expected " + start);
             }
             streamCrc.update(head.duplicate());
-            if (start > 0 || streamEnd == 0) {
+            if (start > 0 || !body) {
                 c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(streamed)
                         .setOffset(0).setData(ByteString.copyFrom(head)).setMode(0600)).build());
             }
             streamFinished = true;
             done.putCrc32C(streamed, (int) streamCrc.getValue());
-            total += Math.max(streamEnd, start);
+            total += body ? streamEnd : start;
             files++;
         }
 

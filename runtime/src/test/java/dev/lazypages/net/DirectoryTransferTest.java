@@ -156,6 +156,26 @@ class DirectoryTransferTest {
         }
     }
 
+    /** A streamed file that got no body (a round without a page): its head is the whole file. */
+    @Test
+    void aStreamedFileWithoutABodyIsItsHead() throws Exception {
+        try (RawPair raw = RawPair.open()) {
+            Path dir = Files.createDirectory(tmp.resolve("8"));
+            writeRandom(dir.resolve("pagemap.img"), 100, 12);
+            byte[] head = new byte[4096];
+            new Random(13).nextBytes(head);
+            Path into = Files.createDirectory(tmp.resolve("dest-empty"));
+            CompletableFuture<DirectoryTransfer.Stats> got = receiveAsync(raw.dst(), into);
+            DirectoryTransfer.Outgoing out = DirectoryTransfer.start(raw.src(), 8, "8", "pages.img");
+            out.finishStreamed(ByteBuffer.wrap(head));
+            DirectoryTransfer.Stats sent = out.finish(dir);
+            DirectoryTransfer.Stats recv = got.get(60, TimeUnit.SECONDS);
+            assertEquals(4096 + 100, sent.bytes());
+            assertEquals(sent.bytes(), recv.bytes());
+            assertArrayEquals(head, Files.readAllBytes(recv.dir().resolve("pages.img")));
+        }
+    }
+
     private static dev.lazypages.net.proto.Hello rawHello(Role role) {
         return ControlConnectionTest.hello(role, 1, "t").toBuilder().addCapabilities(ControlConnection.RAW_FILE_DATA).build();
     }
