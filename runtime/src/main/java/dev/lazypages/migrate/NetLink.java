@@ -153,7 +153,7 @@ final class NetLink implements Link {
                 long since = System.nanoTime();
                 while (conn.isOpen()) { // a round that failed half-way ends with the connection
                     Thread.sleep(1000);
-                    java.util.concurrent.CompletableFuture<?> f = out.flushed();
+                    java.util.concurrent.CompletableFuture<?> f = out.lastSent();
                     if (f != seen || f.isDone()) {
                         seen = f;
                         since = System.nanoTime();
@@ -181,7 +181,11 @@ final class NetLink implements Link {
 
             @Override
             public java.util.concurrent.CompletableFuture<?> flushed() {
-                return out.flushed();
+                try {
+                    return out.flushed();
+                } catch (IOException e) {
+                    return java.util.concurrent.CompletableFuture.failedFuture(e);
+                }
             }
         };
         return new RoundOut() {

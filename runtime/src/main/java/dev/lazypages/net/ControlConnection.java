@@ -213,16 +213,30 @@ public final class ControlConnection implements AutoCloseable {
      * (its buffers are reused only once the returned future completes, when the socket took them).
      */
     public CompletableFuture<Void> sendBuffer(java.nio.ByteBuffer data) throws IOException {
+        return sendBuffers(java.util.List.of(data));
+    }
+
+    /** As {@link #sendBuffer}, the buffers' bytes one after the other as one raw-data frame (a gathering write). */
+    public CompletableFuture<Void> sendBuffers(java.util.List<java.nio.ByteBuffer> buffers) throws IOException {
         ensureUsable();
-        int count = data.remaining();
-        if (count <= 0 || !data.isDirect()) {
-            throw new IllegalArgumentException("raw-data frame of " + count + " bytes from a " + (data.isDirect() ? "direct" : "heap")
-                    + " buffer");
+        long total = 0;
+        java.nio.ByteBuffer[] slices = new java.nio.ByteBuffer[buffers.size()];
+        for (int i = 0; i < slices.length; i++) {
+            java.nio.ByteBuffer data = buffers.get(i);
+            if (!data.isDirect() || !data.hasRemaining()) {
+                throw new IllegalArgumentException("raw-data frame from a " + (data.isDirect() ? "empty" : "heap") + " buffer");
+            }
+            slices[i] = data.slice();
+            total += data.remaining();
         }
+        if (total <= 0 || total > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("raw-data frame of " + total + " bytes");
+        }
+        int count = (int) total;
         CompletableFuture<Void> done = new CompletableFuture<>();
         ChannelHandlerContext head = channel.pipeline().context(ControlFrameDecoder.class); // first: writes go to the socket as they are
         head.write(channel.alloc().buffer(ControlFrameDecoder.RAW_HEADER_BYTES).writeByte(0).writeInt(count));
-        head.writeAndFlush(io.netty.buffer.Unpooled.wrappedBuffer(data.slice())).addListener((ChannelFutureListener) f -> {
+        head.writeAndFlush(io.netty.buffer.Unpooled.wrappedBuffer(slices)).addListener((ChannelFutureListener) f -> {
             if (f.isSuccess()) {
                 done.complete(null);
             } else {

@@ -94,7 +94,11 @@ public final class DirectoryTransfer {
         private long streamStart = -1;
         private long streamEnd;
         private boolean streamFinished;
-        private CompletableFuture<?> last = CompletableFuture.completedFuture(null);
+        private volatile CompletableFuture<?> last = CompletableFuture.completedFuture(null);
+        /** Written but not yet sent: sent as one chunk and one gathered raw frame by {@link #flushed} (or when large). */
+        private final List<ByteBuffer> pending = new ArrayList<>();
+        private long pendingBytes;
+        private long pendingAt;
 
         private Outgoing(ControlConnection c, int round, String dirName, String streamed) {
             this.c = c;
@@ -106,11 +110,13 @@ public final class DirectoryTransfer {
         }
 
         /**
-         * Sends {@code data}'s remaining bytes (a direct buffer) as the streamed file's bytes at
+         * Takes {@code data}'s remaining bytes (a direct buffer) as the streamed file's bytes at
          * {@code position}: the first write may start anywhere, every later one where the last
-         * ended. Returns at once; the memory must stay unchanged until {@link #flushed} completes.
+         * ended. Returns at once: writes are gathered and sent by {@link #flushed} (or once
+         * {@link #MAX_PENDING_BYTES} are gathered); the memory must stay unchanged until the
+         * future {@link #flushed} returns completes.
          */
-        public CompletableFuture<?> write(ByteBuffer data, long position) throws IOException {
+        public void write(ByteBuffer data, long position) throws IOException {
             if (streamed == null || streamFinished) {
                 throw new IllegalStateException("no streamed file open in " + dirName);
             }
@@ -124,9 +130,16 @@ public final class DirectoryTransfer {
             int n = data.remaining();
             streamCrc.update(data.duplicate());
             if (raw && data.isDirect()) {
-                c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(streamed)
-                        .setOffset(position).setRawLength(n).setMode(0600)).build());
-                last = c.sendBuffer(data);
+                if (pending.isEmpty()) {
+                    pendingAt = position;
+                }
+                pending.add(data.slice());
+                pendingBytes += n;
+                streamEnd += n;
+                if (pendingBytes >= MAX_PENDING_BYTES) {
+                    sendPending();
+                }
+                return;
             } else {
                 for (int off = 0; off < n; off += CHUNK_BYTES) {
                     int k = Math.min(CHUNK_BYTES, n - off);
@@ -136,12 +149,32 @@ public final class DirectoryTransfer {
                 }
             }
             streamEnd += n;
+        }
+
+        /** The future of the last send (no side effect, any thread): progress for a stall guard. */
+        public CompletableFuture<?> lastSent() {
             return last;
         }
 
-        /** Completes once every byte written so far was taken by the socket (fails with the connection). */
-        public CompletableFuture<?> flushed() {
+        /**
+         * Sends what was written and not sent yet, and returns a future that completes once every
+         * byte written so far was taken by the socket (fails with the connection).
+         */
+        public CompletableFuture<?> flushed() throws IOException {
+            sendPending();
             return last;
+        }
+
+        /** Writes gathered since the last send go as one FileChunk and one raw frame: fewer messages, fewer wake-ups. */
+        private void sendPending() throws IOException {
+            if (pending.isEmpty()) {
+                return;
+            }
+            c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(streamed)
+                    .setOffset(pendingAt).setRawLength(pendingBytes).setMode(0600)).build());
+            last = c.sendBuffers(List.copyOf(pending));
+            pending.clear();
+            pendingBytes = 0;
         }
 
         /** Ends the streamed file with {@code head}: its bytes before the first write's position. */
@@ -149,6 +182,7 @@ public final class DirectoryTransfer {
             if (streamed == null || streamFinished) {
                 throw new IllegalStateException("no streamed file open in " + dirName);
             }
+            sendPending();
             boolean body = streamStart >= 0;
             long start = body ? streamStart : head.remaining(); // no body written: the head is the whole file
             if (head.remaining() != start || start > CHUNK_BYTES) {
@@ -264,6 +298,9 @@ public final class DirectoryTransfer {
         }
         return size;
     }
+
+    /** A streamed file's writes are gathered into raw frames of at most this many bytes. */
+    static final long MAX_PENDING_BYTES = 32L << 20;
 
     /** Files at least this large go as raw-data frames to a peer that reads them. */
     static final long RAW_MIN_BYTES = 64 << 10;
