@@ -1,6 +1,7 @@
 package dev.lazypages.cli;
 
 import dev.lazypages.dump.ConvergencePolicy;
+import dev.lazypages.migrate.FaultStep;
 import dev.lazypages.migrate.MigrationException;
 import dev.lazypages.migrate.MigrationMode;
 import dev.lazypages.migrate.MigrationReport;
@@ -76,18 +77,34 @@ public final class MigrateCommand implements Callable<Integer> {
             description = "Write the report as JSON to FILE (and the fault latency distribution beside it, .hgrm).")
     private Path report;
 
+    @Option(names = "--inject-fault", hidden = true, paramLabel = "STEP[:ROUND]", converter = FaultConverter.class,
+            description = "Tests: fail the migration at STEP (handshake, precheck, round:N, after-round:N, freeze, final-dump, "
+                    + "state-transfer, restore-request, running, commit, post-copy, end-original).")
+    private FaultStep.At injectFault;
+
+    /** {@link FaultStep#parse}, its message as picocli's usage error. */
+    static final class FaultConverter implements picocli.CommandLine.ITypeConverter<FaultStep.At> {
+        @Override
+        public FaultStep.At convert(String value) {
+            try {
+                return FaultStep.parse(value);
+            } catch (IllegalArgumentException e) {
+                throw new picocli.CommandLine.TypeConversionException(e.getMessage());
+            }
+        }
+    }
+
     @Override
     public Integer call() {
         tls.apply(spec, true); // the source's page server accepts the destination's page connections
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        Consumer<String> progress = System.console() != null ? line -> {
-            err.println("migrate: " + line);
-            err.flush();
-        } : null;
+        FaultStep.At fault = injectFault != null ? injectFault : FaultStep.At.NONE;
+        java.io.Console console = System.console();
+        Consumer<String> progress = console != null && console.isTerminal() ? terminalProgress(err) : null;
         MigrationSource.Options o = MigrationSource.Options.defaults().withMode(MigrationMode.parse(mode))
                 .withLimits(new ConvergencePolicy.Limits(maxIterations, goal, downtimeLimit)).withTrackMem(trackMem)
-                .withToken(token).withReport(report).withProgress(progress);
+                .withToken(token).withReport(report).withProgress(progress).withFault(fault);
         MigrationReport r;
         try {
             r = MigrationSource.run(pid, parse(to), o);
@@ -100,6 +117,20 @@ public final class MigrateCommand implements Callable<Integer> {
         out.print(r.table());
         out.flush();
         return ExitCodes.OK;
+    }
+
+    /**
+     * Progress for a terminal: one line per step; the running count within a round ("round 1:
+     * N pages sent so far, R MiB/s") rewrites itself in place instead of scrolling.
+     */
+    static Consumer<String> terminalProgress(PrintWriter err) {
+        boolean[] inPlace = {false};
+        return line -> {
+            boolean running = line.contains(" sent so far, ");
+            err.print((inPlace[0] ? "\r\033[K" : "") + "migrate: " + line + (running ? "" : "\n"));
+            inPlace[0] = running;
+            err.flush();
+        };
     }
 
     /** HOST:PORT, [V6]:PORT. */

@@ -146,8 +146,16 @@ public final class Dumper {
      * @param pending     pages already known dirty and not stored since the parent ({@code null}: none)
      * @param trackerName what the inventory records
      */
-    record Plan(String parent, PageSpans parentHeld, Tracking tracker, PageSpans pending, String trackerName) {
-        static final Plan FULL = new Plan("", null, null, null, TRACKER);
+    record Plan(String parent, PageSpans parentHeld, Tracking tracker, PageSpans pending, String trackerName, FreezePrep prep) {
+        static final Plan FULL = new Plan("", null, null, null, TRACKER, null);
+
+        Plan(String parent, PageSpans parentHeld, Tracking tracker, PageSpans pending, String trackerName) {
+            this(parent, parentHeld, tracker, pending, trackerName, null);
+        }
+
+        Plan withPrep(FreezePrep p) {
+            return new Plan(parent, parentHeld, tracker, pending, trackerName, p);
+        }
     }
 
     /**
@@ -271,7 +279,8 @@ public final class Dumper {
             progress("frozen " + p.threads().size() + " threads");
 
             // read before the scratch page exists, so that it is never dumped
-            List<Vma> vmas = step("read memory mappings", () -> ProcMaps.readSmaps(pid));
+            List<Vma> vmas = step("read memory mappings",
+                    () -> plan.prep() != null && plan.prep().pid() == pid ? plan.prep().vmasNow() : ProcMaps.readSmaps(pid));
             stepVoid("check memory mappings", () -> VmaRecords.checkSupported(vmas));
             ProcStat stat = step("read /proc/" + pid + "/stat", () -> ProcStat.read(pid));
             Auxv auxv = step("read /proc/" + pid + "/auxv", () -> Auxv.read(pid));
@@ -283,7 +292,8 @@ public final class Dumper {
                 threads.add(step("read registers of thread " + tid, () -> ThreadRecords.thread(p, tid)));
             }
 
-            RemoteSyscall sys = step("find a syscall instruction", () -> p.syscalls(pid));
+            long gadget = plan.prep() != null && plan.prep().pid() == pid ? plan.prep().gadget(vmas) : 0;
+            RemoteSyscall sys = gadget != 0 ? p.syscalls(pid, gadget) : step("find a syscall instruction", () -> p.syscalls(pid));
             long brk = step("inject brk(0)", () -> ThreadRecords.brk(sys));
             // only signals caught or ignored can have a disposition other than SIG_DFL (the rest
             // are left out of the image anyway): one injected rt_sigaction each instead of 62
@@ -316,9 +326,6 @@ public final class Dumper {
             PageStore.Stats stored = step("store pages",
                     () -> PageStore.store(pid, w, vmas, d, t, plan.parentHeld(), false, lazy, options.progress()));
             long pages = stored.copied();
-            if (plan.tracker() != null) {
-                stepVoid("stop the dirty tracker", plan.tracker()::close);
-            }
             Process proc = Process.newBuilder()
                     .setPid(pid).setPpid(stat.ppid()).setExe(exe).setMm(mm(stat, brk))
                     .addAllAuxv(words(auxv))
@@ -338,7 +345,7 @@ public final class Dumper {
                 closeQuietly(w);
                 DumpResult r = new DumpResult(pid, dir, threads.size(), vmas.size(), 0, pageSize, ready - frozenAt,
                         ready - t0, stored.inParent(), plan.parent(), plan.trackerName());
-                frozen = new FrozenProcess(p, true, dir, stored.remote().toRanges(), pageSize, frozenAt, r);
+                frozen = new FrozenProcess(p, true, dir, stored.remote().toRanges(), pageSize, frozenAt, r, plan.tracker());
                 return r;
             }
             if (options.leaveRunning()) {
@@ -356,6 +363,11 @@ public final class Dumper {
             if (!options.leaveRunning()) {
                 stepVoid("kill", () -> kill(p));
                 thawedAt = System.nanoTime();
+            }
+            if (plan.tracker() != null) {
+                // unregistering walks every tracked page: once the process runs again (or is gone),
+                // never in the frozen window (a lazy dump leaves it to the FrozenProcess)
+                stepVoid("stop the dirty tracker", plan.tracker()::close);
             }
             long end = System.nanoTime();
             closeQuietly(w);
@@ -380,6 +392,33 @@ public final class Dumper {
                 throw e;
             }
             throw new DumpException(pid, step, e);
+        }
+    }
+
+    /**
+     * Runs, on the frozen {@code p}, the reads of the final dump's frozen window once and throws
+     * the results away (thread state, /proc files, the process record), so that the final
+     * dump, which runs once per JVM, does not pay for loading and linking their classes and
+     * native call handles (milliseconds each, the first time) while the process is frozen for
+     * good. Nothing is written; a failure is only reported ({@code progress}): the final dump
+     * reads everything again anyway.
+     */
+    static void rehearse(SeizedProcess p, java.util.function.Consumer<String> progress) {
+        int pid = p.pid();
+        try {
+            List<ThreadState> threads = new ArrayList<>();
+            for (int tid : p.threads()) {
+                threads.add(ThreadRecords.thread(p, tid));
+            }
+            ProcStat stat = ProcStat.read(pid);
+            Process.newBuilder().setPid(pid).setPpid(stat.ppid()).setMm(mm(stat, stat.startBrk()))
+                    .addAllAuxv(words(Auxv.read(pid))).addAllThreads(threads)
+                    .addAllFiles(FileRecords.toImage(pid, ProcFds.list(pid), UnsupportedFds.CLOSE))
+                    .addAllSigactions(List.of(SigAction.newBuilder().setSigno(ThreadRecords.SIGSTOP).build()))
+                    .build().toByteArray();
+            ThreadRecords.notDefaultSignals(Proc.readText(pid, "status"));
+        } catch (RuntimeException e) {
+            progress.accept("rehearsal of the final dump's reads failed (the final dump reads again): " + e.getMessage());
         }
     }
 

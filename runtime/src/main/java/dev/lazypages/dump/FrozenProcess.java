@@ -50,6 +50,18 @@ public final class FrozenProcess implements AutoCloseable {
     private volatile long endedAt;
     /** /proc/PID/mem, opened on the first page process_vm_readv cannot read (no PROT_READ). */
     private volatile int memFd = -1;
+    /** The dirty tracker, still registered: closed once the process is killed or resumed, outside the frozen window. */
+    private AutoCloseable tracker;
+
+    /**
+     * @param ownsTracer release the process's tracer thread when done (it was handed over)
+     * @param tracker    the dirty tracker to close at the end, or null
+     */
+    FrozenProcess(SeizedProcess process, boolean ownsTracer, Path imagesDir, PageRanges remote, int pageSize, long frozenAt,
+                  DumpResult dump, AutoCloseable tracker) {
+        this(process, ownsTracer, imagesDir, remote, pageSize, frozenAt, dump);
+        this.tracker = tracker;
+    }
 
     /** @param ownsTracer release the process's tracer thread when done (it was handed over) */
     FrozenProcess(SeizedProcess process, boolean ownsTracer, Path imagesDir, PageRanges remote, int pageSize, long frozenAt,
@@ -171,25 +183,7 @@ public final class FrozenProcess implements AutoCloseable {
      * @throws IllegalStateException after {@link #resume}
      */
     public void commitAndKill() {
-        ReentrantReadWriteLock.WriteLock w = lock.writeLock();
-        w.lock();
-        try {
-            if (state == State.COMMITTED) {
-                return;
-            }
-            if (state == State.RESUMED) {
-                throw new IllegalStateException("pid " + pid() + " was resumed: nothing to commit");
-            }
-            try {
-                Dumper.kill(process);
-            } finally {
-                state = State.COMMITTED;
-                endedAt = System.nanoTime();
-                release();
-            }
-        } finally {
-            w.unlock();
-        }
+        release(State.COMMITTED, () -> Dumper.kill(process));
     }
 
     /**
@@ -199,24 +193,66 @@ public final class FrozenProcess implements AutoCloseable {
      * @throws IllegalStateException after {@link #commitAndKill}
      */
     public void resume() {
+        release(State.RESUMED, process::detach);
+    }
+
+    /**
+     * Under the write lock, unless the process is {@code to} already: closes the tracker (its
+     * unregistering walks every tracked page, so it waits until here, outside the frozen window),
+     * runs {@code action}, then releases the process.
+     */
+    private void release(State to, Runnable action) {
         ReentrantReadWriteLock.WriteLock w = lock.writeLock();
         w.lock();
         try {
-            if (state == State.RESUMED) {
+            if (state == to) {
                 return;
             }
-            if (state == State.COMMITTED) {
-                throw new IllegalStateException("pid " + pid() + " was killed: it cannot resume");
+            if (state != State.FROZEN) {
+                throw new IllegalStateException("pid " + pid() + " was " + (state == State.COMMITTED ? "killed: it cannot resume"
+                        : "resumed: nothing to commit"));
             }
+            boolean done = false;
             try {
-                process.detach();
+                closeTracker(); // still frozen: the process runs on exactly as before it was tracked
+                action.run();
+                done = true;
             } finally {
-                state = State.RESUMED;
-                endedAt = System.nanoTime();
-                release();
+                if (done || to != State.COMMITTED) { // a kill that failed can be tried again
+                    state = to;
+                    endedAt = System.nanoTime();
+                    release();
+                }
             }
         } finally {
             w.unlock();
+        }
+    }
+
+    /**
+     * Neither resume nor kill: for when the source cannot know whether the destination's copy
+     * runs (unreachable after Commit). The process is left stopped (SIGSTOP, then detached, so it
+     * does not run on when this JVM exits), for an operator to continue or kill.
+     */
+    public void leaveStopped() {
+        if (state != State.FROZEN) {
+            return;
+        }
+        release(State.RESUMED, () -> {
+            Posix.kill(pid(), Posix.SIGSTOP);
+            process.detach();
+        });
+    }
+
+    private void closeTracker() {
+        AutoCloseable t = tracker;
+        tracker = null;
+        if (t != null) {
+            try {
+                t.close();
+            } catch (Exception e) {
+                // the registration ends with the uffd anyway
+            }
         }
     }
 

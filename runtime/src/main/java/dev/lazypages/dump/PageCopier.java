@@ -19,10 +19,17 @@ import java.nio.ByteBuffer;
 final class PageCopier implements AutoCloseable {
     /** Buffer size: 16 MiB of 4 KiB pages. */
     static final int DEFAULT_BUFFER_PAGES = 4096;
+    /** With a streaming writer: buffers of 8 MiB, four of them, so reading overlaps sending. */
+    static final int STREAM_BUFFER_PAGES = 2048;
+    static final int STREAM_BUFFERS = 4;
 
     private final int pid;
     private final ImageWriter writer;
-    private final PageBuffer buffer;
+    /** One buffer, or a ring of them when the writer streams (a buffer is reused once its bytes are sent). */
+    private final PageBuffer[] ring;
+    private final java.util.concurrent.CompletableFuture<?>[] inFlight;
+    private int slot;
+    private PageBuffer buffer;
     private final long pageSize;
     private final int capacity;
     private final long[] addresses;
@@ -43,10 +50,23 @@ final class PageCopier implements AutoCloseable {
      *                 and recorded ({@link #skipped}) instead of failing the dump
      */
     PageCopier(int pid, ImageWriter writer, int bufferPages, boolean tolerant) {
+        this(pid, writer, bufferPages, tolerant, 1);
+    }
+
+    /**
+     * @param buffers how many buffers of {@code bufferPages} to rotate through: more than one lets
+     *                the next batch be read while a streaming writer still sends the previous ones
+     */
+    PageCopier(int pid, ImageWriter writer, int bufferPages, boolean tolerant, int buffers) {
         this.tolerant = tolerant;
         this.pid = pid;
         this.writer = writer;
-        this.buffer = PageBuffer.allocate(bufferPages);
+        this.ring = new PageBuffer[buffers];
+        this.inFlight = new java.util.concurrent.CompletableFuture<?>[buffers];
+        for (int i = 0; i < buffers; i++) {
+            ring[i] = PageBuffer.allocate(bufferPages);
+        }
+        this.buffer = ring[0];
         this.pageSize = buffer.pageSize();
         this.capacity = bufferPages;
         this.addresses = new long[bufferPages];
@@ -112,6 +132,32 @@ final class PageCopier implements AutoCloseable {
         stored += batchedPages;
         batched = 0;
         batchedPages = 0;
+        rotate();
+    }
+
+    /** The current buffer was handed to the writer: move to the next one, once its last bytes are sent. */
+    private void rotate() throws IOException {
+        if (ring.length == 1) {
+            return;
+        }
+        inFlight[slot] = writer.pagesFlushed();
+        slot = (slot + 1) % ring.length;
+        buffer = ring[slot];
+        awaitSent(inFlight[slot]);
+    }
+
+    private static void awaitSent(java.util.concurrent.CompletableFuture<?> f) throws IOException {
+        if (f == null) {
+            return;
+        }
+        try {
+            f.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted while pages were being sent");
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw e.getCause() instanceof IOException io ? io : new IOException(e.getCause().getMessage(), e.getCause());
+        }
     }
 
     /** readv, or -1 - bytes read when it came up short (the process changed its memory under us). */
@@ -138,13 +184,14 @@ final class PageCopier implements AutoCloseable {
             }
             for (long a = addresses[i] + whole; a < addresses[i] + lengths[i]; a += pageSize) {
                 long one;
+                long at = off + (a - addresses[i]); // the page's own place in the batch: never handed to the writer yet
                 try {
-                    one = ProcessMemory.read(pid, a, buffer, 0, pageSize);
+                    one = ProcessMemory.read(pid, a, buffer, at, pageSize);
                 } catch (SyscallException e) {
                     one = 0;
                 }
                 if (one == pageSize) {
-                    writer.addPages(pid, a, buffer.asByteBuffer().slice(0, (int) pageSize));
+                    writer.addPages(pid, a, buffer.asByteBuffer().slice((int) at, (int) pageSize));
                     stored++;
                 } else {
                     skipped.add(a, a + pageSize);
@@ -154,6 +201,7 @@ final class PageCopier implements AutoCloseable {
         }
         batched = 0;
         batchedPages = 0;
+        rotate();
     }
 
     private void readProtected(long addr, long n) throws IOException {
@@ -177,6 +225,7 @@ final class PageCopier implements AutoCloseable {
                 stored += whole / pageSize;
             }
             skipped.add(addr + whole, addr + n * pageSize);
+            rotate();
             return;
         }
         if (got != n * pageSize) {
@@ -185,12 +234,29 @@ final class PageCopier implements AutoCloseable {
         }
         writer.addPages(pid, addr, view.asByteBuffer());
         stored += n;
+        rotate();
     }
 
+    /**
+     * Frees the buffers; with a streaming writer only once its bytes are sent or failed (until
+     * then the socket reads them): a buffer is never freed under a pending write.
+     */
     @Override
     public void close() {
         Posix.closeQuietly(memFd);
         memFd = -1;
-        buffer.close();
+        if (ring.length > 1) {
+            try {
+                writer.pagesFlushed().handle((v, e) -> null).get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return; // the buffers leak rather than be freed under a write
+            } catch (java.util.concurrent.ExecutionException e) {
+                // handled above
+            }
+        }
+        for (PageBuffer b : ring) {
+            b.close();
+        }
     }
 }

@@ -72,7 +72,9 @@ final class PageStore {
         PageSpans.Builder held = new PageSpans.Builder();
         long inParent = 0;
         try (PageScanner scanner = PageScanner.open(pid, scan);
-             PageCopier copier = remote ? null : new PageCopier(pid, writer, PageCopier.DEFAULT_BUFFER_PAGES, running)) {
+             PageCopier copier = remote ? null : writer.streams()
+                     ? new PageCopier(pid, writer, PageCopier.STREAM_BUFFER_PAGES, running, PageCopier.STREAM_BUFFERS)
+                     : new PageCopier(pid, writer, PageCopier.DEFAULT_BUFFER_PAGES, running)) {
             PageRuns runs = new PageRuns(pageSize);
             PageRuns copy = new PageRuns(pageSize);
             long nextReport = REPORT_EVERY;

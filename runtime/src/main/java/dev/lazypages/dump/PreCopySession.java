@@ -59,6 +59,7 @@ public final class PreCopySession implements AutoCloseable {
     private final Tracking tracker;
     private boolean armed;
     private boolean durable = true;
+    private boolean rehearse;
     private boolean trackerClosed;
     /** The process and the tracer thread belong to a FrozenProcess now. */
     private boolean handedOff;
@@ -113,6 +114,16 @@ public final class PreCopySession implements AutoCloseable {
      */
     public PreCopySession durable(boolean d) {
         this.durable = d;
+        return this;
+    }
+
+    /**
+     * {@code true}: the tracker's arm freeze also rehearses the final dump's frozen reads
+     * ({@link Dumper#rehearse}: a few ms more of that pause, to save them, cold, in the final
+     * freeze). For live migration, whose final dump runs once per JVM. Default false.
+     */
+    public PreCopySession rehearse(boolean r) {
+        this.rehearse = r;
         return this;
     }
 
@@ -201,6 +212,15 @@ public final class PreCopySession implements AutoCloseable {
      * @throws DumpException naming the step; the process runs on, the partial image is removed
      */
     public PreDumpResult preDump(Path dir) {
+        return preDump(dir, null);
+    }
+
+    /**
+     * As {@link #preDump(Path)}, but with {@code pagesOut} the pages go there as they are read
+     * (pages.img is never written to {@code dir}; the other image files are): a round streamed to
+     * the destination while it is taken, copied once from the process into a send buffer.
+     */
+    public PreDumpResult preDump(Path dir, ImageWriter.PagesOut pagesOut) {
         Objects.requireNonNull(dir, "dir");
         Dumper.checkTarget(pid, dir);
         if (trackerClosed) {
@@ -222,6 +242,9 @@ public final class PreCopySession implements AutoCloseable {
                 long f0 = System.nanoTime();
                 try {
                     tracker.arm(process);
+                    if (rehearse) {
+                        Dumper.rehearse(process, progress);
+                    }
                 } finally {
                     process.thaw();
                     frozen = System.nanoTime() - f0;
@@ -253,7 +276,7 @@ public final class PreCopySession implements AutoCloseable {
             String parent = lastImage != null ? ParentImage.relative(dir, lastImage) : "";
             step = "create the image in " + dir;
             Inventory inv = Dumper.inventory(pid, pageSize, Inventory.Kind.PRE_DUMP, parent, tracker.name());
-            writer = ImageWriter.create(dir, inv).durable(durable);
+            writer = (pagesOut != null ? ImageWriter.create(dir, inv, pagesOut) : ImageWriter.create(dir, inv)).durable(durable);
             step = "store pages";
             long c0 = System.nanoTime();
             PageStore.Stats s = PageStore.store(pid, writer, vmas, dirty, watched, held, true, progress);
@@ -314,7 +337,7 @@ public final class PreCopySession implements AutoCloseable {
         boolean live = !tracker.reportsEverything();
         Dumper.Plan plan = new Dumper.Plan(parent, lastImage != null ? held : null, live ? tracker : null,
                 live ? pending : null, tracker.name());
-        DumpResult r = Dumper.finalDump(process, options, plan);
+        DumpResult r = Dumper.finalDump(process, options, plan.withPrep(FreezePrep.read(pid)));
         trackerClosed = true;
         if (!live) {
             tracker.close();
@@ -328,26 +351,36 @@ public final class PreCopySession implements AutoCloseable {
      * the freeze reads no page contents. Without any pre-dump (post-copy: the tracker was never
      * armed) every selected page is REMOTE and the image has no parent; after pre-dumps the pages
      * dirty since the last image (plus any not IN_PARENT) are REMOTE, the rest IN_PARENT of the
-     * last pre-dump. The tracker is closed and the scratch page unmapped before it returns; the
+     * last pre-dump. The scratch page is unmapped before it returns (the tracker is closed by the FrozenProcess at its end); the
      * process stays FROZEN and seized, owned from here on by the returned {@link FrozenProcess}
      * (closing this session no longer touches it). {@link DumpOptions#leaveRunning} is ignored.
      *
      * @throws DumpException naming the step; the process was thawed and stays with this session
      */
     public FrozenProcess finalDumpLazy(DumpOptions options) {
+        return finalDumpLazy(options, null);
+    }
+
+    /**
+     * As {@link #finalDumpLazy(DumpOptions)}, with what {@code prep} read before the freeze (see
+     * {@link FreezePrep}); the live tracker is handed to the returned {@link FrozenProcess}, which
+     * closes it once the process is killed or resumed (unregistering walks every tracked page:
+     * not in the frozen window).
+     */
+    public FrozenProcess finalDumpLazy(DumpOptions options, FreezePrep prep) {
         if (trackerClosed) {
             throw new IllegalStateException("final dump after the final dump");
         }
         Dumper.Plan plan;
         boolean live = armed && !tracker.reportsEverything();
         if (!armed) {
-            plan = new Dumper.Plan("", null, null, null, tracker.name());
+            plan = new Dumper.Plan("", null, null, null, tracker.name(), prep);
         } else {
             String parent = lastImage != null ? ParentImage.relative(options.imagesDir(), lastImage) : "";
             plan = new Dumper.Plan(parent, lastImage != null ? held : null, live ? tracker : null, live ? pending : null,
-                    tracker.name());
+                    tracker.name(), prep);
         }
-        FrozenProcess f = Dumper.finalDumpLazy(process, options, plan);
+        FrozenProcess f = Dumper.finalDumpLazy(process, options, prep != null ? plan : plan.withPrep(FreezePrep.read(pid)));
         trackerClosed = true;
         if (!live) {
             tracker.close();
@@ -355,6 +388,50 @@ public final class PreCopySession implements AutoCloseable {
         handedOff = true;
         return f;
     }
+
+    /**
+     * Takes a throwaway lazy final image of the running process into {@code scratch} (removed
+     * after) with every {@link #REHEARSAL_STRIDE}th page held counted as dirty: the page
+     * selection, the IN_PARENT/REMOTE runs and the writing of a page map of tens of thousands of
+     * entries run once before the freeze, so that the JIT has compiled them when the real final
+     * dump runs them frozen (cold, the first time in a JVM, they take hundreds of ms). Reads no
+     * page contents and writes nothing of the process; a failure is only reported to the progress.
+     */
+    public void rehearseFinal(Path scratch) {
+        if (held == null || held.isEmpty() || trackerClosed) {
+            return;
+        }
+        PageSpans.Builder fake = new PageSpans.Builder();
+        long n = 0;
+        for (int i = 0; i < held.count() && n < REHEARSAL_MAX_PAGES; i++) {
+            for (long a = held.start(i); Long.compareUnsigned(a, held.end(i)) < 0 && n < REHEARSAL_MAX_PAGES;
+                 a += (long) REHEARSAL_STRIDE * pageSize) {
+                fake.add(a, a + pageSize);
+                n++;
+            }
+        }
+        ImageWriter w = null;
+        try {
+            List<Vma> vmas = ProcMaps.read(pid);
+            Inventory inv = Dumper.inventory(pid, pageSize, Inventory.Kind.FULL, "../rehearsal", tracker.name());
+            w = ImageWriter.create(scratch, inv).durable(false);
+            PageStore.Stats st = PageStore.store(pid, w, vmas, fake.build(), held, held, true, true, line -> { });
+            st.remote().toRanges();
+            w.finish(ProcessTree.newBuilder().addProcesses(Process.newBuilder().setPid(pid).setExe(Proc.exe(pid))
+                    .addAllVmas(vmas.stream().map(VmaRecords::toImage).toList())).build());
+        } catch (IOException | RuntimeException e) {
+            progress.accept("rehearsal of the final dump failed (no harm done): " + e.getMessage());
+        } finally {
+            if (w != null) {
+                closeQuietly(w);
+            }
+            removePartial(new RuntimeException(), null, scratch, false);
+        }
+    }
+
+    /** {@link #rehearseFinal}: every this many held pages one counts as dirty, up to this many. */
+    static final int REHEARSAL_STRIDE = 8;
+    static final long REHEARSAL_MAX_PAGES = 30_000;
 
     /** Stops tracking and lets the process go (running as before) unless the final dump ended it. */
     @Override

@@ -11,6 +11,7 @@ import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Supplier;
 
 /**
  * The consistency checks of an image's messages, shared by the reader (on open) and the writer
@@ -113,63 +114,65 @@ final class ImageValidator {
             PageMapEntry e = entries.get(i);
             long nr = Integer.toUnsignedLong(e.getNrPages());
             long end = e.getVaddr() + nr * pageSize;
-            String what = "entry " + i + " (pid " + e.getPid() + ", " + range(e.getVaddr(), end) + ", " + nr + " pages)";
+            int at = i;
+            // built only for an error: formatting it for every entry of a large page map costs more than the checks
+            Supplier<String> what = () -> "entry " + at + " (pid " + e.getPid() + ", " + range(e.getVaddr(), end) + ", " + nr + " pages)";
             if (nr == 0) {
-                throw new ImageFormatException(file, what + ": empty run");
+                throw new ImageFormatException(file, what.get() + ": empty run");
             }
             if (nr > MAX_RUN_PAGES) { // readers count pages in an int (found by ImageFuzzTest)
                 throw new ImageFormatException(file, what + ": run of more than " + MAX_RUN_PAGES + " pages");
             }
             if (!aligned(e.getVaddr(), pageSize)) {
-                throw new ImageFormatException(file, what + ": address not aligned to the page size " + pageSize);
+                throw new ImageFormatException(file, what.get() + ": address not aligned to the page size " + pageSize);
             }
             if (end != 0 && Long.compareUnsigned(end, e.getVaddr()) <= 0) {
-                throw new ImageFormatException(file, what + ": run wraps around the address space");
+                throw new ImageFormatException(file, what.get() + ": run wraps around the address space");
             }
             int kind = e.getFlags() & PageFlags.KINDS;
             if (Integer.bitCount(kind) != 1 || (e.getFlags() & ~PageFlags.KINDS) != 0) {
-                throw new ImageFormatException(file, what + ": flags " + PageFlags.describe(e.getFlags())
+                throw new ImageFormatException(file, what.get() + ": flags " + PageFlags.describe(e.getFlags())
                         + ", expected exactly one of PRESENT, IN_PARENT, ZERO, REMOTE");
             }
             if (kind == PageFlags.PRESENT) {
                 present(file, what, e, nr, pageSize, pagesInFile);
             } else if (kind == PageFlags.IN_PARENT && !hasParent) {
-                throw new ImageFormatException(file, what + ": IN_PARENT but the image has no parent");
+                throw new ImageFormatException(file, what.get() + ": IN_PARENT but the image has no parent");
             }
             if (i > 0) {
                 order(file, what, i, entries.get(i - 1), e, pageSize);
             }
             Process p = processes.get(e.getPid());
             if (p == null) {
-                throw new ImageFormatException(file, what + ": no process " + e.getPid() + " in processes.img");
+                throw new ImageFormatException(file, what.get() + ": no process " + e.getPid() + " in processes.img");
             }
             if (!insideVmas(p.getVmasList(), e.getVaddr(), end)) {
-                throw new ImageFormatException(file, what + ": not inside any VMA of pid " + e.getPid());
+                throw new ImageFormatException(file, what.get() + ": not inside any VMA of pid " + e.getPid());
             }
         }
     }
 
-    private static void present(Path file, String what, PageMapEntry e, long nr, long pageSize, long pagesInFile) {
+    private static void present(Path file, Supplier<String> what, PageMapEntry e, long nr, long pageSize, long pagesInFile) {
         if (nr * pageSize > MAX_RUN_BYTES) {
-            throw new ImageFormatException(file, what + ": PRESENT run of " + nr * pageSize + " bytes exceeds the limit of "
+            throw new ImageFormatException(file, what.get() + ": PRESENT run of " + nr * pageSize + " bytes exceeds the limit of "
                     + MAX_RUN_BYTES);
         }
         long first = e.getPageOffset();
         if (first < 0 || first > pagesInFile || nr > pagesInFile - first) {
-            throw new ImageFormatException(file, what + ": pages " + Long.toUnsignedString(first) + ".."
+            throw new ImageFormatException(file, what.get() + ": pages " + Long.toUnsignedString(first) + ".."
                     + Long.toUnsignedString(first + nr - 1) + " lie past the end of pages.img (" + pagesInFile + " pages)");
         }
     }
 
-    private static void order(Path file, String what, int i, PageMapEntry prev, PageMapEntry e, long pageSize) {
+    private static void order(Path file, Supplier<String> what, int i, PageMapEntry prev, PageMapEntry e, long pageSize) {
         long prevEnd = prev.getVaddr() + Integer.toUnsignedLong(prev.getNrPages()) * pageSize;
         int byPid = Integer.compare(prev.getPid(), e.getPid());
         if (byPid > 0 || byPid == 0 && Long.compareUnsigned(e.getVaddr(), prev.getVaddr()) < 0) {
-            throw new ImageFormatException(file, what + ": entries not sorted by pid and address (entry " + (i - 1)
+            throw new ImageFormatException(file, what.get() + ": entries not sorted by pid and address (entry " + (i - 1)
                     + " is pid " + prev.getPid() + " at " + Hex.of(prev.getVaddr()) + ")");
         }
         if (byPid == 0 && Long.compareUnsigned(e.getVaddr(), prevEnd) < 0) {
-            throw new ImageFormatException(file, what + ": overlaps entry " + (i - 1) + " "
+            throw new ImageFormatException(file, what.get() + ": overlaps entry " + (i - 1) + " "
                     + range(prev.getVaddr(), prevEnd));
         }
     }

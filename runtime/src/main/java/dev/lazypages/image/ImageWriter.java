@@ -33,19 +33,58 @@ public final class ImageWriter implements AutoCloseable {
     private final int pageSize;
     private final Path pagesTmp;
     private final FileChannel pages;
+    /** Where pages.img goes instead of a local file, or null. */
+    private final PagesOut out;
     private final CRC32C pagesCrc = new CRC32C();
     private final List<PageMapEntry> entries = new ArrayList<>();
     private long pagesWritten;
     private boolean finished;
     private boolean durable = true;
 
-    private ImageWriter(Path dir, Inventory inventory) throws IOException {
+    private ImageWriter(Path dir, Inventory inventory, PagesOut out) throws IOException {
         this.dir = dir;
         this.inventory = inventory.toBuilder().setFormatVersion(ImageFileDescriptor.FORMAT_VERSION).build();
         ImageValidator.inventory(dir.resolve(Kind.INVENTORY.fileName()), this.inventory);
         this.pageSize = inventory.getPageSize();
+        this.out = out;
         this.pagesTmp = ImageFile.tempFor(dir.resolve(Kind.PAGES.fileName()));
-        this.pages = ImageFile.createTemp(pagesTmp);
+        this.pages = out == null ? ImageFile.createTemp(pagesTmp) : null;
+    }
+
+    /**
+     * Where the bytes of {@code pages.img} go when they are not written to the image directory
+     * (a pre-copy round streamed to the destination while its pages are read): the page data in
+     * order from offset {@code pageSize}, then the header page for offset 0. The other files are
+     * written to the directory as usual.
+     */
+    public interface PagesOut {
+        /**
+         * Takes {@code data} (its remaining bytes) for {@code position} of pages.img. The memory
+         * behind {@code data} must stay unchanged until {@link #flushed} completes.
+         */
+        void write(ByteBuffer data, long position) throws IOException;
+
+        /** pages.img is complete: {@code header} is its first page. */
+        void finish(ByteBuffer header) throws IOException;
+
+        /** Completes once every byte written so far no longer needs the caller's memory. */
+        java.util.concurrent.CompletableFuture<?> flushed();
+    }
+
+    /** As {@link #create(Path, Inventory)}, but pages.img goes to {@code out} instead of {@code dir}. */
+    public static ImageWriter create(Path dir, Inventory inventory, PagesOut out) throws IOException {
+        ImageFile.createDirectory(dir); // 0700
+        return new ImageWriter(dir, inventory, java.util.Objects.requireNonNull(out, "out"));
+    }
+
+    /** Whether pages.img goes to a {@link PagesOut}. */
+    public boolean streams() {
+        return out != null;
+    }
+
+    /** {@link PagesOut#flushed} of a streaming writer; completed for one writing pages.img itself. */
+    public java.util.concurrent.CompletableFuture<?> pagesFlushed() {
+        return out != null ? out.flushed() : java.util.concurrent.CompletableFuture.completedFuture(null);
     }
 
     /**
@@ -54,7 +93,7 @@ public final class ImageWriter implements AutoCloseable {
      */
     public static ImageWriter create(Path dir, Inventory inventory) throws IOException {
         ImageFile.createDirectory(dir); // 0700
-        return new ImageWriter(dir, inventory);
+        return new ImageWriter(dir, inventory, null);
     }
 
     /**
@@ -92,7 +131,11 @@ public final class ImageWriter implements AutoCloseable {
             CRC32C crc = new CRC32C();
             crc.update(run.duplicate());
             pagesCrc.update(run.duplicate());
-            ImageFile.writeFully(pages, run, pageSize + pagesWritten * pageSize);
+            if (out != null) {
+                out.write(run, pageSize + pagesWritten * pageSize);
+            } else {
+                ImageFile.writeFully(pages, run, pageSize + pagesWritten * pageSize);
+            }
             data.position(data.position() + n);
             int nr = n / pageSize;
             entries.add(entry(pid, addr, nr, PageFlags.PRESENT).setPageOffset(pagesWritten)
@@ -161,6 +204,19 @@ public final class ImageWriter implements AutoCloseable {
                 !inventory.getParent().isEmpty());
 
         long payload = pagesWritten * pageSize;
+        if (out != null) {
+            ByteBuffer header = ByteBuffer.allocate(pageSize);
+            header.put(ImageFileDescriptor.encode(Kind.PAGES, payload, (int) pagesCrc.getValue(), pageSize)).clear();
+            out.finish(header);
+        } else {
+            publishPages(payload);
+        }
+        ImageFile.writeMessage(dir.resolve(Kind.PAGEMAP.fileName()), Kind.PAGEMAP, map, durable);
+        ImageFile.writeMessage(dir.resolve(Kind.PROCESSES.fileName()), Kind.PROCESSES, processes, durable);
+        ImageFile.writeMessage(dir.resolve(Kind.INVENTORY.fileName()), Kind.INVENTORY, inventory, durable);
+    }
+
+    private void publishPages(long payload) throws IOException {
         ImageFile.writeFully(pages, ImageFileDescriptor.encode(Kind.PAGES, payload, (int) pagesCrc.getValue(), pageSize), 0);
         if (pages.size() < pageSize + payload) { // no pages: the file is the padded header alone
             ImageFile.writeFully(pages, ByteBuffer.allocate(1), pageSize + payload - 1);
@@ -170,14 +226,14 @@ public final class ImageWriter implements AutoCloseable {
         }
         pages.close();
         ImageFile.publish(pagesTmp, dir.resolve(Kind.PAGES.fileName()), durable);
-        ImageFile.writeMessage(dir.resolve(Kind.PAGEMAP.fileName()), Kind.PAGEMAP, map, durable);
-        ImageFile.writeMessage(dir.resolve(Kind.PROCESSES.fileName()), Kind.PROCESSES, processes, durable);
-        ImageFile.writeMessage(dir.resolve(Kind.INVENTORY.fileName()), Kind.INVENTORY, inventory, durable);
     }
 
     /** Abandons an unfinished image: its temporary pages file is removed. */
     @Override
     public void close() throws IOException {
+        if (pages == null) {
+            return;
+        }
         if (pages.isOpen()) {
             pages.close();
         }

@@ -17,6 +17,35 @@ public interface Link extends AutoCloseable {
     long sendDirectory(int round, Path dir) throws IOException;
 
     /**
+     * Starts sending round {@code round} as the directory {@code dirName} while it is being taken:
+     * its pages go through {@link RoundOut#pages()} as they are read, {@link RoundOut#finish} sends
+     * the rest of the directory. This default sends nothing until finish (pages.img is written
+     * into the directory, which is then sent whole).
+     */
+    default RoundOut startRound(int round, String dirName) throws IOException {
+        return new RoundOut() {
+            @Override
+            public dev.lazypages.image.ImageWriter.PagesOut pages() {
+                return null;
+            }
+
+            @Override
+            public long finish(Path dir) throws IOException {
+                return sendDirectory(round, dir);
+            }
+        };
+    }
+
+    /** A round on its way (see {@link #startRound}). */
+    interface RoundOut {
+        /** Where the round's pages.img goes as it is written, or null: into the directory. */
+        dev.lazypages.image.ImageWriter.PagesOut pages();
+
+        /** Sends the rest of the directory {@code dir}; returns the bytes of the whole round. */
+        long finish(Path dir) throws IOException;
+    }
+
+    /**
      * The next message; a directory arriving is written under {@code dirParent} (by its name)
      * and returned as {@link Msg.DirectoryArrived}.
      *

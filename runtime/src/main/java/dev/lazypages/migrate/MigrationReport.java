@@ -34,6 +34,7 @@ public final class MigrationReport {
             m.put("pages", pages);
             m.put("bytes", bytes);
             m.put("ms", round1(ms));
+            m.put("mib_per_sec", round1(ms > 0 ? bytes / 1048576.0 / (ms / 1000) : 0));
             m.put("dirty_rate", Math.round(dirtyRate));
             m.put("dirty_mib_per_sec", round1(dirtyMiBps));
             return m;
@@ -118,7 +119,7 @@ public final class MigrationReport {
             phasesMs.forEach((k, v) -> ph.put(k, round1(v)));
             m.put("phases_ms", ph);
         }
-        if (serveLatency != null) {
+        if (serveLatency != null || "source".equals(side)) { // the source's page server, zeros when it served nothing
             m.put("serve_latency_us", percentiles(serveLatency));
         }
         return m;

@@ -2,11 +2,12 @@ package dev.lazypages.migrate;
 
 import dev.lazypages.dump.ConvergencePolicy;
 import dev.lazypages.dump.DumpOptions;
-import dev.lazypages.dump.Dumper;
+import dev.lazypages.dump.FreezePrep;
 import dev.lazypages.dump.FrozenProcess;
 import dev.lazypages.dump.PreCopySession;
 import dev.lazypages.dump.PreDumpResult;
 import dev.lazypages.dump.Trackings;
+import dev.lazypages.image.ImageWriter;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
@@ -26,17 +27,25 @@ import java.util.function.Consumer;
  * <ol>
  *   <li>gather the pre-check facts from /proc (the process is not touched), connect, handshake
  *       (token and protocol), send PrecheckRequest; a refusal ends here, the process untouched;</li>
- *   <li>pre-copy and hybrid: seize the process, copy rounds while it runs (a pre-dump per round
- *       into a local directory, sent as is: the destination keeps the chain with the same names),
- *       until the {@link ConvergencePolicy} says stop;</li>
+ *   <li>seize the process (it runs on); pre-copy and hybrid: copy rounds while it runs, each
+ *       streamed while it is read (its pages go from the copier's buffers to the socket, the
+ *       destination receives the image directory with the same name), until the
+ *       {@link ConvergencePolicy} says stop;</li>
+ *   <li>before the freeze, everything that does not need it: a rehearsal of the final dump (JIT),
+ *       the page server listening, smaps and the syscall instruction read ({@link FreezePrep});</li>
  *   <li>freeze: a lazy final dump (pages dirty since the last round, or every page in post-copy,
- *       are recorded REMOTE and stay in the frozen process), start the page server on the control
- *       connection's local address, send the final directory and RestoreRequest;</li>
- *   <li>wait for Running; Failed, a timeout or a lost connection before it roll back: the page
- *       server stops and the process is thawed and detached, running on as before;</li>
- *   <li>Running: Commit, serve pages until the destination has every one (PostCopyDone, its
- *       client's DONE, or the connection gone), then kill the frozen original.</li>
+ *       are recorded REMOTE and stay in the frozen process; the dirty tracker stays registered
+ *       until the end), send the final directory and RestoreRequest;</li>
+ *   <li>wait for Running; Failed, a timeout or a lost connection before Commit roll back: Abort,
+ *       and the process is thawed and detached, running on as before;</li>
+ *   <li>Running: Commit, serve pages until the destination has every one (PostCopyDone, or its
+ *       page client's DONE when the control connection is gone), then end the frozen original
+ *       (retried if that fails). A Failed after Commit (the destination's copy could not go on
+ *       and was killed) resumes the original instead; with neither within the post-copy
+ *       timeout the original is left stopped (SIGSTOP), neither resumed nor killed.</li>
  * </ol>
+ *
+ * <p>Every step can be made to fail on purpose ({@link FaultStep}, {@code migrate --inject-fault}).
  *
  * Pre-copy mode uses the same lazy final dump (so that the process stays frozen, and can be
  * resumed, until the destination confirms): the destination restores eagerly, fetching every
@@ -64,14 +73,14 @@ public final class MigrationSource {
      * @param workDir         where round images are written (a temporary directory when null); removed at the end
      */
     public record Options(MigrationMode mode, ConvergencePolicy.Limits limits, String trackMem, String token, Path report,
-                          FaultStep fault, Duration connectTimeout, Duration replyTimeout, Duration postCopyTimeout,
+                          FaultStep.At fault, Duration connectTimeout, Duration replyTimeout, Duration postCopyTimeout,
                           Consumer<String> progress, Path workDir) {
         public Options {
             Objects.requireNonNull(mode, "mode");
             Objects.requireNonNull(limits, "limits");
             trackMem = trackMem != null ? trackMem : Trackings.AUTO;
             token = token != null ? token : "";
-            fault = fault != null ? fault : FaultStep.NONE;
+            fault = fault != null ? fault : FaultStep.At.NONE;
             connectTimeout = connectTimeout != null ? connectTimeout : Duration.ofSeconds(10);
             replyTimeout = replyTimeout != null ? replyTimeout : Duration.ofSeconds(120);
             postCopyTimeout = postCopyTimeout != null ? postCopyTimeout : Duration.ofMinutes(30);
@@ -105,6 +114,14 @@ public final class MigrationSource {
         }
 
         public Options withFault(FaultStep f) {
+            return withFault(new FaultStep.At(f, 1));
+        }
+
+        public Options withPostCopyTimeout(Duration d) {
+            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, d, progress, workDir);
+        }
+
+        public Options withFault(FaultStep.At f) {
             return new Options(mode, limits, trackMem, token, report, f, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir);
         }
 
@@ -172,7 +189,7 @@ public final class MigrationSource {
             step = "connect to " + target;
             try (Link link = connector.connect(target, o.token(), id, o.connectTimeout())) {
                 say("connected to %s (migration %s, %s)", target, id, o.mode());
-                o.fault().check(FaultStep.AFTER_HANDSHAKE);
+                o.fault().check(FaultStep.HANDSHAKE);
                 step = "pre-check";
                 link.send(new Msg.PrecheckRequest(o.mode(), facts, Prechecks.neededAtDestination(o.mode())));
                 Msg.PrecheckReply reply = expect(link, Msg.PrecheckReply.class, o.replyTimeout(), step);
@@ -181,7 +198,7 @@ public final class MigrationSource {
                     throw new MigrationException.Refused(reply.differences());
                 }
                 say("pre-checks passed (%d files checked)", facts.files().size());
-                o.fault().check(FaultStep.AFTER_PRECHECK);
+                o.fault().check(FaultStep.PRECHECK);
                 migrate(link, plane);
             }
             rep.outcome = "migrated";
@@ -220,37 +237,88 @@ public final class MigrationSource {
     }
 
     private void migrate(Link link, PagePlane plane) throws IOException, TimeoutException {
-        Path work = o.workDir() != null ? Files.createDirectories(o.workDir().resolve(rep.migrationId))
-                : Files.createTempDirectory("lazy-pages-migrate-");
-        try {
+        Path work = workDir();
+        java.util.concurrent.atomic.AtomicReference<FrozenProcess> frozen = new java.util.concurrent.atomic.AtomicReference<>();
+        PagePlane.Server server = null;
+        // post-copy seizes here too (no tracker armed): the seize is not part of the freeze
+        try (PreCopySession s = PreCopySession.start(pid, o.mode().preCopies() ? o.trackMem() : Trackings.NONE, line -> { })) {
+            s.durable(false).rehearse(true); // rounds are disposable: sent at once, useless after a crash
             if (o.mode().preCopies()) {
                 step = "pre-copy";
-                try (PreCopySession s = PreCopySession.start(pid, o.trackMem(), line -> { })) {
-                    rep.tracker = s.tracker();
-                    s.durable(false); // rounds are disposable: sent at once, useless after a crash
-                    preCopy(s, link, work);
-                    step = "freeze and final dump";
-                    link.send(new Msg.Freeze());
-                    long freezeAt = System.nanoTime();
-                    FrozenProcess f = s.finalDumpLazy(finalOptions(work));
-                    handOver(f, freezeAt, link, plane, work);
-                }
+                rep.tracker = s.tracker();
+                preCopy(s, link, work);
             } else {
+                rep.tracker = Trackings.NONE;
                 rep.stopReason = "post-copy";
-                step = "freeze and final dump";
-                link.send(new Msg.Freeze());
-                long freezeAt = System.nanoTime();
-                FrozenProcess f = Dumper.dumpLazy(pid, finalOptions(work));
-                rep.tracker = "none";
-                handOver(f, freezeAt, link, plane, work);
             }
+            // everything that can be done while the process runs: the page server listens (it
+            // serves once the process is frozen), smaps is read (FreezePrep)
+            step = "rehearse the final dump";
+            long q0 = System.nanoTime();
+            s.rehearseFinal(work.resolve("rehearsal"));
+            rep.phase("before freeze: rehearsal", (System.nanoTime() - q0) / 1e6);
+            step = "start the page server";
+            long p0 = System.nanoTime();
+            server = plane.serve(link.localAddress(), frozen::get, o.token());
+            FreezePrep prep = FreezePrep.read(pid);
+            rep.phase("before freeze: page server and maps", (System.nanoTime() - p0) / 1e6);
+            step = "freeze and final dump";
+            link.send(new Msg.Freeze());
+            long freezeAt = System.nanoTime();
+            FrozenProcess f = s.finalDumpLazy(finalOptions(work), prep);
+            frozen.set(f);
+            handOver(f, freezeAt, link, server);
         } finally {
+            if (server != null) {
+                rep.serveLatency = server.serveLatency();
+                server.close();
+            }
             deleteTree(work);
         }
     }
 
+    /**
+     * Where round images and the final image go: only their small files (pages stream to the
+     * destination, the final image's pages are REMOTE), so tmpfs (/dev/shm) when there is one,
+     * which keeps file creation and renames off a busy disk while frozen.
+     */
+    private Path workDir() throws IOException {
+        if (o.workDir() != null) {
+            return Files.createDirectories(o.workDir().resolve(rep.migrationId));
+        }
+        Path shm = Path.of("/dev/shm");
+        if (Files.isDirectory(shm) && Files.isWritable(shm)) {
+            try {
+                return Files.createTempDirectory(shm, "lazy-pages-migrate-");
+            } catch (IOException e) {
+                // fall back to the default temporary directory
+            }
+        }
+        return Files.createTempDirectory("lazy-pages-migrate-");
+    }
+
     private DumpOptions finalOptions(Path work) {
-        return DumpOptions.of(work.resolve(FINAL)).withTrackMem(o.trackMem());
+        return DumpOptions.of(work.resolve(FINAL)).withTrackMem(o.trackMem()).withProgress(line -> {
+            if (line.startsWith("frozen window")) {
+                frozenSteps(line);
+            } else if (line.startsWith("frozen ")) {
+                o.fault().check(FaultStep.FREEZE); // inside the dump, every thread frozen
+            }
+        });
+    }
+
+    private static final java.util.regex.Pattern STEP_MS = java.util.regex.Pattern.compile("([^,:]+?) ([0-9.]+) ms");
+
+    /** The dump's "frozen window T ms: step t ms, ..." line as phases "frozen: step". */
+    private void frozenSteps(String line) {
+        int colon = line.indexOf(": ");
+        if (colon < 0) {
+            return;
+        }
+        java.util.regex.Matcher m = STEP_MS.matcher(line.substring(colon + 2));
+        while (m.find()) {
+            rep.phase("frozen: " + m.group(1).strip(), Double.parseDouble(m.group(2)));
+        }
     }
 
     private void preCopy(PreCopySession s, Link link, Path work) throws IOException {
@@ -258,9 +326,11 @@ public final class MigrationSource {
         int n = 1;
         while (true) {
             long r0 = System.nanoTime();
-            PreDumpResult r = s.preDump(work.resolve(Integer.toString(n)));
+            Link.RoundOut out = link.startRound(n, Integer.toString(n));
+            RoundProgress progress = new RoundProgress(n, out.pages(), s.pageSize(), r0);
+            PreDumpResult r = s.preDump(work.resolve(Integer.toString(n)), progress.pages());
             long r1 = System.nanoTime();
-            long sent = link.sendDirectory(n, r.imagesDir());
+            long sent = out.finish(r.imagesDir());
             long r2 = System.nanoTime();
             double ms = (r2 - r0) / 1e6;
             rep.phase("round " + n + " dump", (r1 - r0) / 1e6);
@@ -274,9 +344,7 @@ public final class MigrationSource {
                     + "copy %.0f, send %.0f ms)", n, r.pagesStored(), r.bytesStored() / 1048576.0, ms,
                     ms > 0 ? r.bytesStored() / 1048576.0 / (ms / 1000) : 0, round.dirtyMiBps(), sent, (r1 - r0) / 1e6,
                     r.copyNanos() / 1e6, (r2 - r1) / 1e6);
-            if (n == 1) {
-                o.fault().check(FaultStep.AFTER_FIRST_ROUND);
-            }
+            o.fault().check(FaultStep.AFTER_ROUND, n);
             PreCopySession.Collect c = s.collect();
             ConvergencePolicy.Decision d = policy.decide(c.pendingPages());
             if (d.stop()) {
@@ -290,27 +358,89 @@ public final class MigrationSource {
         }
     }
 
-    /** Freeze done: serve, send, wait for Running (or roll back), commit, serve until done, kill. */
-    private void handOver(FrozenProcess f, long freezeAt, Link link, PagePlane plane, Path work)
+    /**
+     * Progress within a round, as its pages go out: a line every {@link #EVERY_NANOS} (round,
+     * pages so far, rate), and the {@link FaultStep#ROUND} injection (after the round's first
+     * pages were sent, so that the destination holds half a directory).
+     */
+    private final class RoundProgress {
+        static final long EVERY_NANOS = 500_000_000L;
+        private final int round;
+        private final ImageWriter.PagesOut pages;
+        private final int pageSize;
+        private final long t0;
+        private long bytes;
+        private int writes;
+        private long lastSay;
+
+        RoundProgress(int round, ImageWriter.PagesOut pages, int pageSize, long t0) {
+            this.round = round;
+            this.pages = pages;
+            this.pageSize = pageSize;
+            this.t0 = t0;
+            this.lastSay = t0;
+        }
+
+        /** {@code pages} with counting (null stays null: the link writes the round whole, no progress inside it). */
+        ImageWriter.PagesOut pages() {
+            if (pages == null) {
+                return null;
+            }
+            return new ImageWriter.PagesOut() {
+                @Override
+                public void write(java.nio.ByteBuffer data, long position) throws IOException {
+                    int n = data.remaining();
+                    pages.write(data, position);
+                    bytes += n;
+                    if (++writes == 2) {
+                        o.fault().check(FaultStep.ROUND, round);
+                    }
+                    long now = System.nanoTime();
+                    if (now - lastSay >= EVERY_NANOS) {
+                        lastSay = now;
+                        say("round %d: %d pages sent so far, %.0f MiB/s", round, bytes / pageSize,
+                                bytes / 1048576.0 / ((now - t0) / 1e9));
+                    }
+                }
+
+                @Override
+                public void finish(java.nio.ByteBuffer header) throws IOException {
+                    pages.finish(header);
+                }
+
+                @Override
+                public java.util.concurrent.CompletableFuture<?> flushed() {
+                    return pages.flushed();
+                }
+            };
+        }
+    }
+
+    /**
+     * Freeze done: announce the page server, send the state, wait for Running (or roll back),
+     * commit, serve until the destination has every page, end the original (or resume it when
+     * the destination reports that its copy failed after Commit).
+     */
+    private void handOver(FrozenProcess f, long freezeAt, Link link, PagePlane.Server server)
             throws IOException, TimeoutException {
-        PagePlane.Server server = null;
         step = "hand over to the destination";
         try {
             rep.pagesRemote = f.remote().pageCount();
             say("frozen: final image in %.1f ms, %d pages left at the source (%.1f MiB)", f.dump().frozenNanos() / 1e6,
                     rep.pagesRemote, rep.pagesRemote * (double) f.pageSize() / 1048576.0);
-            o.fault().check(FaultStep.AFTER_FREEZE);
+            o.fault().check(FaultStep.FINAL_DUMP);
             long h0 = System.nanoTime();
             rep.phase("freeze: final dump", f.dump().frozenNanos() / 1e6);
             rep.phase("freeze: to hand-over", (h0 - freezeAt) / 1e6);
-            server = plane.serve(link.localAddress(), f, o.token());
-            long h1 = System.nanoTime();
-            rep.phase("freeze: page server", (h1 - h0) / 1e6);
+            step = "send the final image";
             rep.bytesFinal = link.sendDirectory(FINAL_ROUND, f.imagesDir());
+            o.fault().check(FaultStep.STATE_TRANSFER);
+            step = "restore request";
             link.send(new Msg.RestoreRequest(true, server.port(), FINAL));
             long h2 = System.nanoTime();
-            rep.phase("freeze: send final", (h2 - h1) / 1e6);
-            o.fault().check(FaultStep.AFTER_RESTORE_REQUEST);
+            rep.phase("freeze: send final", (h2 - h0) / 1e6);
+            o.fault().check(FaultStep.RESTORE_REQUEST);
+            step = "wait for Running";
             Msg m = awaitRunning(link);
             rep.phase("freeze: wait Running", (System.nanoTime() - h2) / 1e6);
             if (m instanceof Msg.Failed failed) {
@@ -325,11 +455,9 @@ public final class MigrationSource {
             rep.destinationPid = running.pid();
             rep.restoreMs = running.restoreMs();
             running.phasesMs().forEach((k, v) -> rep.phase("dest: " + k, v));
+            o.fault().check(FaultStep.RUNNING);
         } catch (IOException | TimeoutException | RuntimeException e) {
-            // before Running: roll back
-            if (server != null) {
-                server.close();
-            }
+            // before Commit: roll back (the destination kills its copy on Abort or on the lost connection)
             try {
                 link.send(new Msg.Abort(message(e)));
             } catch (IOException | RuntimeException ignored) {
@@ -341,21 +469,70 @@ public final class MigrationSource {
             if (e instanceof MigrationException me) {
                 throw me;
             }
-            throw new MigrationException("hand over to the destination", message(e), true, e);
+            throw new MigrationException(step, message(e), true, e);
         }
+        step = "commit";
         rep.outcome = "committed";
         say("running at the destination as pid %d: downtime %.1f ms (restore %.0f ms there)", rep.destinationPid,
                 rep.downtimeMs, rep.restoreMs);
-        step = "post-copy";
-        try {
-            link.send(new Msg.Commit());
-            awaitPostCopy(link, server);
-        } finally {
-            f.commitAndKill();
-            rep.frozenMs = f.frozenNanos() / 1e6;
-            rep.serveLatency = server.serveLatency();
-            server.close();
+        link.send(new Msg.Commit());
+        if (o.fault().is(FaultStep.COMMIT)) {
+            say("fault injected at step commit: control connection cut after Commit");
+            link.close();
         }
+        step = "post-copy";
+        PostCopyEnd end = awaitPostCopy(link, server);
+        rep.frozenMs = f.frozenNanos() / 1e6;
+        switch (end) {
+            case DONE -> endOriginal(f);
+            case FAILED -> {
+                // the destination's copy could not go on and was killed: the original is complete
+                f.resume();
+                rep.frozenMs = f.frozenNanos() / 1e6;
+                rep.outcome = "resumed";
+                say("resumed: pid %d runs on at the source (the destination's copy failed after Commit)", pid);
+                throw new MigrationException("post-copy at the destination", rep.error, true, null);
+            }
+            case UNREACHABLE -> {
+                f.leaveStopped();
+                rep.outcome = "unknown-after-commit";
+                String why = "destination unreachable since Commit and no page request for " + o.postCopyTimeout().toSeconds()
+                        + " s: pid " + pid + " is left stopped (SIGSTOP), neither resumed nor killed; kill -CONT " + pid
+                        + " if the destination's copy is gone, kill -9 " + pid + " if it runs";
+                say("%s", why);
+                throw new MigrationException("post-copy", why, false, null);
+            }
+        }
+    }
+
+    /** Ends the frozen original; a failure is retried (the destination's copy is the live one: the original must go). */
+    private void endOriginal(FrozenProcess f) {
+        step = "end the original";
+        for (int attempt = 1; ; attempt++) {
+            try {
+                if (attempt == 1) {
+                    o.fault().check(FaultStep.END_ORIGINAL);
+                }
+                f.commitAndKill();
+                rep.frozenMs = f.frozenNanos() / 1e6;
+                return;
+            } catch (RuntimeException e) {
+                if (attempt >= 5) {
+                    throw e;
+                }
+                say("ending pid %d failed (%s): again", pid, message(e));
+            }
+        }
+    }
+
+    /** How post-copy ended, as the source saw it. */
+    private enum PostCopyEnd {
+        /** The destination has every page (PostCopyDone, or its page client's DONE). */
+        DONE,
+        /** The destination reported that its copy failed after Commit (and killed it). */
+        FAILED,
+        /** Neither within the post-copy timeout, the control connection gone. */
+        UNREACHABLE
     }
 
     private Msg awaitRunning(Link link) throws IOException, TimeoutException {
@@ -375,15 +552,30 @@ public final class MigrationSource {
         }
     }
 
-    /** Serves until the destination reports every page in (or goes away); fills the post-copy part of the report. */
-    private void awaitPostCopy(Link link, PagePlane.Server server) {
+    /**
+     * Serves until the destination reports every page in (PostCopyDone), or that its copy failed
+     * (Failed). Without the control connection (lost, or cut by a fault), the page server keeps
+     * listening for the destination's page client (which reconnects) and its DONE ends it.
+     */
+    private PostCopyEnd awaitPostCopy(Link link, PagePlane.Server server) {
         long deadline = System.nanoTime() + o.postCopyTimeout().toNanos();
+        boolean cut = false;
+        if (o.fault().is(FaultStep.POST_COPY)) {
+            // once the page server has served (post-copy under way), whatever the control connection still holds
+            long until = System.nanoTime() + POST_COPY_FAULT_WAIT.toNanos();
+            while (!server.done().isDone() && System.nanoTime() - until < 0
+                    && (server.serveLatency() == null || server.serveLatency().getTotalCount() == 0)) {
+                java.util.concurrent.locks.LockSupport.parkNanos(1_000_000);
+            }
+            say("fault injected at step post-copy: control connection cut while serving");
+            cut = true;
+            link.close();
+        }
         try {
-            while (true) {
+            while (!link.closed()) {
                 long left = deadline - System.nanoTime();
                 if (left <= 0) {
-                    say("no PostCopyDone within %d s: ending the source copy", o.postCopyTimeout().toSeconds());
-                    return;
+                    break;
                 }
                 Msg m = link.receive(Duration.ofNanos(left), null);
                 if (m instanceof Msg.PostCopyDone d) {
@@ -394,38 +586,47 @@ public final class MigrationSource {
                     rep.faultLatency = d.faultLatency();
                     say("destination has every page: %d faults, %.1f MiB after the process ran, in %d ms", d.faults(),
                             d.bytes() / 1048576.0, d.durationMs());
-                    return;
+                    return PostCopyEnd.DONE;
                 }
                 if (m instanceof Msg.Failed failed) {
-                    say("destination: %s failed: %s", failed.step(), failed.message());
-                    return;
+                    rep.error = failed.step() + ": " + failed.message();
+                    say("destination: %s failed after Commit: %s", failed.step(), failed.message());
+                    return PostCopyEnd.FAILED;
                 }
             }
         } catch (IOException | TimeoutException e) {
-            // the control connection is gone: the destination may still be fetching (a network cut it recovers
-            // from), so serve until it says DONE, stays away for the recover timeout, or the post-copy timeout ends
-            long idleLimit = dev.lazypages.net.PageClient.Options.DEFAULT_RECOVER_TIMEOUT.toNanos();
-            if (!server.done().isDone()) {
-                say("control connection lost before the destination had every page (%s): serving pages until it is done "
-                        + "or stays away %d s", message(e), idleLimit / 1_000_000_000L);
-            }
-            while (!server.done().isDone() && server.idleNanos() < idleLimit && deadline - System.nanoTime() > 0) {
-                try {
-                    server.done().get(100, java.util.concurrent.TimeUnit.MILLISECONDS);
-                } catch (java.util.concurrent.ExecutionException | TimeoutException ignored) {
-                    // poll again
-                } catch (InterruptedException ie) {
-                    Thread.currentThread().interrupt();
-                    return;
-                }
-            }
-            if (server.done().isDone()) {
-                say("destination has every page (DONE on the page connection)");
-            } else {
-                say("destination went away before it had every page (%s)", message(e));
+            if (!cut) {
+                say("control connection lost after Commit (%s): the page server goes on serving", message(e));
             }
         }
+        // no control connection: the page server's DONE says the destination has every page; the destination may be
+        // reconnecting after a network cut, so wait until DONE, until no page client has asked for the recover timeout
+        // (the destination has given up and killed its copy), or until the post-copy timeout ends
+        long idleLimit = dev.lazypages.net.PageClient.Options.DEFAULT_RECOVER_TIMEOUT.toNanos();
+        try {
+            while (deadline - System.nanoTime() > 0 && server.idleNanos() < idleLimit) {
+                try {
+                    server.done().get(100, java.util.concurrent.TimeUnit.MILLISECONDS);
+                    say("the destination's page client has every page (DONE)");
+                    return PostCopyEnd.DONE;
+                } catch (java.util.concurrent.TimeoutException e) {
+                    // poll again
+                }
+            }
+            say("the destination went away before it had every page: no page request for %d s",
+                    server.idleNanos() / 1_000_000_000L);
+            return PostCopyEnd.UNREACHABLE;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return PostCopyEnd.UNREACHABLE;
+        } catch (java.util.concurrent.ExecutionException e) {
+            say("page server: %s", message(e.getCause()));
+            return PostCopyEnd.UNREACHABLE;
+        }
     }
+
+    /** How long {@link FaultStep#POST_COPY} waits for the page server's first request before it cuts the connection anyway. */
+    static final Duration POST_COPY_FAULT_WAIT = Duration.ofSeconds(10);
 
     private <T extends Msg> T expect(Link link, Class<T> type, Duration timeout, String step) throws IOException, TimeoutException {
         while (true) {

@@ -18,6 +18,8 @@ import java.util.List;
  *   Commit                                     (or Abort: the destination kills what it built)
  *   [lazy] the destination's page client fetches from the page server, sends it DONE
  *                                            ← PostCopyDone(stats)
+ *                                            ← or Failed: its copy could not go on and was killed;
+ *                                              the source resumes its frozen original
  * </pre>
  */
 public sealed interface Msg {

@@ -3,6 +3,8 @@ package dev.lazypages.migrate;
 import com.google.protobuf.ByteString;
 import dev.lazypages.ffm.Features;
 import dev.lazypages.ffm.Posix;
+import dev.lazypages.image.ImageFile;
+import dev.lazypages.image.ImageWriter;
 import dev.lazypages.net.ControlClient;
 import dev.lazypages.net.ControlConnection;
 import dev.lazypages.net.DirectoryTransfer;
@@ -132,6 +134,75 @@ final class NetLink implements Link {
         } finally {
             guard.interrupt();
         }
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>pages.img goes as raw-data frames straight from the copier's buffers while the next ones
+     * are read; a peer that stops reading for {@link #STALL_SECONDS} gets the connection closed
+     * (the pending writes then fail, and the round with them).
+     */
+    @Override
+    public RoundOut startRound(int round, String dirName) throws IOException {
+        conn.send(ControlMessage.newBuilder().setReport(Report.newBuilder().setJson("{\"directory_follows\": " + round + "}")).build());
+        DirectoryTransfer.Outgoing out = DirectoryTransfer.start(conn, round, dirName, ImageFile.Kind.PAGES.fileName());
+        Thread guard = Thread.ofVirtual().start(() -> {
+            try {
+                java.util.concurrent.CompletableFuture<?> seen = null;
+                long since = System.nanoTime();
+                while (conn.isOpen()) { // a round that failed half-way ends with the connection
+                    Thread.sleep(1000);
+                    java.util.concurrent.CompletableFuture<?> f = out.lastSent();
+                    if (f != seen || f.isDone()) {
+                        seen = f;
+                        since = System.nanoTime();
+                    } else if (System.nanoTime() - since > STALL_SECONDS * 1_000_000_000L) {
+                        conn.close();
+                        return;
+                    }
+                }
+            } catch (InterruptedException done) {
+                // finished
+            } catch (RuntimeException ignored) {
+                // closed already
+            }
+        });
+        ImageWriter.PagesOut pages = new ImageWriter.PagesOut() {
+            @Override
+            public void write(ByteBuffer data, long position) throws IOException {
+                out.write(data, position);
+            }
+
+            @Override
+            public void finish(ByteBuffer header) throws IOException {
+                out.finishStreamed(header);
+            }
+
+            @Override
+            public java.util.concurrent.CompletableFuture<?> flushed() {
+                try {
+                    return out.flushed();
+                } catch (IOException e) {
+                    return java.util.concurrent.CompletableFuture.failedFuture(e);
+                }
+            }
+        };
+        return new RoundOut() {
+            @Override
+            public ImageWriter.PagesOut pages() {
+                return pages;
+            }
+
+            @Override
+            public long finish(Path dir) throws IOException {
+                try {
+                    return out.finish(dir).bytes();
+                } finally {
+                    guard.interrupt();
+                }
+            }
+        };
     }
 
     /** See {@link #sendDirectory}. */

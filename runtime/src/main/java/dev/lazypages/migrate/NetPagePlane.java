@@ -17,17 +17,21 @@ import org.HdrHistogram.Histogram;
 /** {@link PagePlane} over dev.lazypages.net's {@link PageServer}, {@link PageClient} and {@link RemoteLazySource}. */
 final class NetPagePlane implements PagePlane {
     @Override
-    public Server serve(InetAddress bind, FrozenProcess frozen, String token) throws IOException {
+    public Server serve(InetAddress bind, java.util.function.Supplier<FrozenProcess> frozen, String token) throws IOException {
         PageProvider provider = new PageProvider() {
             @Override
             public int pageSize() {
-                return frozen.pageSize();
+                return (int) dev.lazypages.ffm.Posix.pageSize();
             }
 
             @Override
             public void readPages(long vaddr, int nrPages, ByteBuffer directDst) throws IOException {
+                FrozenProcess f = frozen.get();
+                if (f == null) {
+                    throw new IOException("no frozen process to read pages from yet");
+                }
                 try {
-                    frozen.readPages(vaddr, nrPages, directDst);
+                    f.readPages(vaddr, nrPages, directDst);
                 } catch (RuntimeException e) {
                     throw new IOException(e.getMessage(), e);
                 }

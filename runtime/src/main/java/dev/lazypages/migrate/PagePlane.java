@@ -41,7 +41,16 @@ public interface PagePlane {
     }
 
     /** Serves {@code frozen}'s REMOTE pages on {@code bind}, an ephemeral port. */
-    Server serve(InetAddress bind, FrozenProcess frozen, String token) throws IOException;
+    default Server serve(InetAddress bind, FrozenProcess frozen, String token) throws IOException {
+        return serve(bind, () -> frozen, token);
+    }
+
+    /**
+     * As {@link #serve(InetAddress, FrozenProcess, String)}, listening before the process is
+     * frozen (so that the freeze does not wait for it): requests fail until {@code frozen} gives
+     * the process.
+     */
+    Server serve(InetAddress bind, java.util.function.Supplier<FrozenProcess> frozen, String token) throws IOException;
 
     /** Connects to the source's page server for the REMOTE {@code runs}, with the default recover timeout. */
     default Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs) throws IOException {

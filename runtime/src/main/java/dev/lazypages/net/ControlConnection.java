@@ -207,6 +207,48 @@ public final class ControlConnection implements AutoCloseable {
         return done;
     }
 
+    /**
+     * Sends the remaining bytes of {@code data} (a direct buffer) as one raw-data frame, straight
+     * from its memory (no copy into Netty's buffers). Same contract as {@link #sendFileRegion};
+     * the bytes are not counted against {@link #send}'s back-pressure: the caller bounds them
+     * (its buffers are reused only once the returned future completes, when the socket took them).
+     */
+    public CompletableFuture<Void> sendBuffer(java.nio.ByteBuffer data) throws IOException {
+        return sendBuffers(java.util.List.of(data));
+    }
+
+    /** As {@link #sendBuffer}, the buffers' bytes one after the other as one raw-data frame (a gathering write). */
+    public CompletableFuture<Void> sendBuffers(java.util.List<java.nio.ByteBuffer> buffers) throws IOException {
+        ensureUsable();
+        long total = 0;
+        java.nio.ByteBuffer[] slices = new java.nio.ByteBuffer[buffers.size()];
+        for (int i = 0; i < slices.length; i++) {
+            java.nio.ByteBuffer data = buffers.get(i);
+            if (!data.isDirect() || !data.hasRemaining()) {
+                throw new IllegalArgumentException("raw-data frame from a " + (data.isDirect() ? "empty" : "heap") + " buffer");
+            }
+            slices[i] = data.slice();
+            total += data.remaining();
+        }
+        if (total <= 0 || total > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("raw-data frame of " + total + " bytes");
+        }
+        int count = (int) total;
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        ChannelHandlerContext head = channel.pipeline().context(ControlFrameDecoder.class); // first: writes go to the socket as they are
+        head.write(channel.alloc().buffer(ControlFrameDecoder.RAW_HEADER_BYTES).writeByte(0).writeInt(count));
+        head.writeAndFlush(io.netty.buffer.Unpooled.wrappedBuffer(slices)).addListener((ChannelFutureListener) f -> {
+            if (f.isSuccess()) {
+                done.complete(null);
+            } else {
+                fail(f.cause());
+                done.completeExceptionally(new IOException("sending " + count + " bytes to " + remoteAddress() + " failed: "
+                        + f.cause(), f.cause()));
+            }
+        });
+        return done;
+    }
+
     /** Hello capability: this side reads raw-data frames (FileChunk.raw_length). */
     public static final String RAW_FILE_DATA = "raw-file-data";
 

@@ -23,6 +23,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.stream.Stream;
 import java.util.zip.CRC32C;
 
@@ -61,57 +62,217 @@ public final class DirectoryTransfer {
      * are skipped), then DirectoryDone. Blocks on the connection's back-pressure.
      */
     public static Stats send(ControlConnection c, int round, Path dir) throws IOException {
-        long t0 = System.nanoTime();
-        String dirName = checkName(dir.getFileName() == null ? "" : dir.getFileName().toString(), "directory");
-        List<Path> files = new ArrayList<>();
-        try (Stream<Path> s = Files.list(dir)) {
-            s.filter(p -> Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS)).sorted().forEach(files::add);
+        return start(c, round, dir.getFileName() == null ? "" : dir.getFileName().toString(), null).finish(dir);
+    }
+
+    /**
+     * Starts sending a directory named {@code dirName} whose file {@code streamed} (or none, when
+     * null) is sent while it is being made, by {@link Outgoing#write} and {@link Outgoing#finishStreamed};
+     * {@link Outgoing#finish} then sends the directory's other files and DirectoryDone.
+     */
+    public static Outgoing start(ControlConnection c, int round, String dirName, String streamed) throws IOException {
+        return new Outgoing(c, round, checkName(dirName, "directory"), streamed == null ? null : checkName(streamed, "file"));
+    }
+
+    /**
+     * A directory on its way. The streamed file goes first: its body in order, from any offset
+     * S, then its first S bytes (a header known only at the end, as pages.img's); DirectoryDone's
+     * CRC of a file is over its bytes in the order they were sent (for a file sent in order: its CRC).
+     * Not thread-safe.
+     */
+    public static final class Outgoing {
+        private final ControlConnection c;
+        private final int round;
+        private final String dirName;
+        private final String streamed;
+        private final long t0 = System.nanoTime();
+        private final DirectoryDone.Builder done;
+        private final CRC32C streamCrc = new CRC32C();
+        private final boolean raw;
+        private long total;
+        private int files;
+        private long streamStart = -1;
+        private long streamEnd;
+        private boolean streamFinished;
+        private volatile CompletableFuture<?> last = CompletableFuture.completedFuture(null);
+        /** Written but not yet sent: sent as one chunk and one gathered raw frame by {@link #flushed} (or when large). */
+        private final List<ByteBuffer> pending = new ArrayList<>();
+        private long pendingBytes;
+        private long pendingAt;
+
+        private Outgoing(ControlConnection c, int round, String dirName, String streamed) {
+            this.c = c;
+            this.round = round;
+            this.dirName = dirName;
+            this.streamed = streamed;
+            this.raw = c.peerCan(ControlConnection.RAW_FILE_DATA);
+            this.done = DirectoryDone.newBuilder().setRound(round).setDirName(dirName);
         }
-        DirectoryDone.Builder done = DirectoryDone.newBuilder().setRound(round).setDirName(dirName)
-                .setFileCount(files.size());
-        long total = 0;
-        boolean raw = c.peerCan(ControlConnection.RAW_FILE_DATA);
-        for (Path f : files) {
-            String name = checkName(f.getFileName().toString(), "file");
-            int mode = 0600;
-            try {
-                mode = toMode(Files.getPosixFilePermissions(f, LinkOption.NOFOLLOW_LINKS));
-            } catch (UnsupportedOperationException ignored) {
-                // not a POSIX file system: the default will do, the receiver writes 0600 anyway
+
+        /**
+         * Takes {@code data}'s remaining bytes (a direct buffer) as the streamed file's bytes at
+         * {@code position}: the first write may start anywhere, every later one where the last
+         * ended. Returns at once: writes are gathered and sent by {@link #flushed} (or once
+         * {@link #MAX_PENDING_BYTES} are gathered); the memory must stay unchanged until the
+         * future {@link #flushed} returns completes.
+         */
+        public void write(ByteBuffer data, long position) throws IOException {
+            if (streamed == null || streamFinished) {
+                throw new IllegalStateException("no streamed file open in " + dirName);
             }
-            CRC32C crc = new CRC32C();
-            long size = Files.size(f);
-            if (raw && size >= RAW_MIN_BYTES) {
-                total += sendRaw(c, round, f, name, mode, size, crc);
-                done.putCrc32C(name, (int) crc.getValue());
-                continue;
+            if (streamStart < 0) {
+                streamStart = position;
+                streamEnd = position;
             }
-            try (FileChannel in = FileChannel.open(f, StandardOpenOption.READ)) {
-                long offset = 0;
-                boolean sentAny = false;
-                while (true) {
-                    byte[] buf = new byte[CHUNK_BYTES]; // handed to protobuf without a copy: never reused
-                    int n = readFully(in, ByteBuffer.wrap(buf));
-                    if (n == 0 && sentAny) {
-                        break;
-                    }
-                    crc.update(buf, 0, n);
-                    ByteString data = n == 0 ? ByteString.EMPTY : UnsafeByteOperations.unsafeWrap(buf, 0, n);
-                    c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(name)
-                            .setOffset(offset).setData(data).setMode(mode)).build());
-                    sentAny = true;
-                    offset += n;
-                    if (n < CHUNK_BYTES) {
-                        break;
-                    }
+            if (position != streamEnd) {
+                throw new IllegalArgumentException(streamed + ": write at " + position + ", expected " + streamEnd);
+            }
+            int n = data.remaining();
+            streamCrc.update(data.duplicate());
+            if (raw && data.isDirect()) {
+                if (pending.isEmpty()) {
+                    pendingAt = position;
                 }
-                total += offset;
+                pending.add(data.slice());
+                pendingBytes += n;
+                streamEnd += n;
+                if (pendingBytes >= MAX_PENDING_BYTES) {
+                    sendPending();
+                }
+                return;
+            } else {
+                for (int off = 0; off < n; off += CHUNK_BYTES) {
+                    int k = Math.min(CHUNK_BYTES, n - off);
+                    c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(streamed)
+                            .setOffset(position + off).setData(ByteString.copyFrom(data.slice(data.position() + off, k)))
+                            .setMode(0600)).build());
+                }
+            }
+            streamEnd += n;
+        }
+
+        /** The future of the last send (no side effect, any thread): progress for a stall guard. */
+        public CompletableFuture<?> lastSent() {
+            return last;
+        }
+
+        /**
+         * Sends what was written and not sent yet, and returns a future that completes once every
+         * byte written so far was taken by the socket (fails with the connection).
+         */
+        public CompletableFuture<?> flushed() throws IOException {
+            sendPending();
+            return last;
+        }
+
+        /** Writes gathered since the last send go as one FileChunk and one raw frame: fewer messages, fewer wake-ups. */
+        private void sendPending() throws IOException {
+            if (pending.isEmpty()) {
+                return;
+            }
+            c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(streamed)
+                    .setOffset(pendingAt).setRawLength(pendingBytes).setMode(0600)).build());
+            last = c.sendBuffers(List.copyOf(pending));
+            pending.clear();
+            pendingBytes = 0;
+        }
+
+        /** Ends the streamed file with {@code head}: its bytes before the first write's position. */
+        public void finishStreamed(ByteBuffer head) throws IOException {
+            if (streamed == null || streamFinished) {
+                throw new IllegalStateException("no streamed file open in " + dirName);
+            }
+            sendPending();
+            boolean body = streamStart >= 0;
+            long start = body ? streamStart : head.remaining(); // no body written: the head is the whole file
+            if (head.remaining() != start || start > CHUNK_BYTES) {
+                throw new IllegalArgumentException(streamed + ": head of " + head.remaining() + " bytes, expected " + start);
+            }
+            streamCrc.update(head.duplicate());
+            if (start > 0 || !body) {
+                c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(streamed)
+                        .setOffset(0).setData(ByteString.copyFrom(head)).setMode(0600)).build());
+            }
+            streamFinished = true;
+            done.putCrc32C(streamed, (int) streamCrc.getValue());
+            total += body ? streamEnd : start;
+            files++;
+        }
+
+        /**
+         * Sends every regular file of {@code dir} but the streamed one (sorted by name), then
+         * DirectoryDone, and waits until the socket took everything.
+         */
+        public Stats finish(Path dir) throws IOException {
+            if (streamed != null && !streamFinished) {
+                throw new IllegalStateException(streamed + " was not finished");
+            }
+            List<Path> list = new ArrayList<>();
+            try (Stream<Path> s = Files.list(dir)) {
+                s.filter(p -> Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS))
+                        .filter(p -> !p.getFileName().toString().equals(streamed)).sorted().forEach(list::add);
+            }
+            for (Path f : list) {
+                total += sendFile(c, round, f, raw, done);
+                files++;
+            }
+            done.setFileCount(files).setTotalBytes(total);
+            c.send(ControlMessage.newBuilder().setDirectoryDone(done).build());
+            await(last, dirName);
+            return new Stats(dir, files, total, Duration.ofNanos(System.nanoTime() - t0));
+        }
+    }
+
+    private static void await(CompletableFuture<?> f, String what) throws IOException {
+        try {
+            f.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted while sending " + what);
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw e.getCause() instanceof IOException io ? io : new IOException(e.getCause());
+        }
+    }
+
+    /** Sends one whole file as FileChunks (or raw-data frames); puts its CRC into {@code done}. */
+    private static long sendFile(ControlConnection c, int round, Path f, boolean raw, DirectoryDone.Builder done)
+            throws IOException {
+        String name = checkName(f.getFileName().toString(), "file");
+        int mode = 0600;
+        try {
+            mode = toMode(Files.getPosixFilePermissions(f, LinkOption.NOFOLLOW_LINKS));
+        } catch (UnsupportedOperationException ignored) {
+            // not a POSIX file system: the default will do, the receiver writes 0600 anyway
+        }
+        CRC32C crc = new CRC32C();
+        long size = Files.size(f);
+        if (raw && size >= RAW_MIN_BYTES) {
+            long n = sendRaw(c, round, f, name, mode, size, crc);
+            done.putCrc32C(name, (int) crc.getValue());
+            return n;
+        }
+        try (FileChannel in = FileChannel.open(f, StandardOpenOption.READ)) {
+            long offset = 0;
+            boolean sentAny = false;
+            while (true) {
+                byte[] buf = new byte[CHUNK_BYTES]; // handed to protobuf without a copy: never reused
+                int n = readFully(in, ByteBuffer.wrap(buf));
+                if (n == 0 && sentAny) {
+                    break;
+                }
+                crc.update(buf, 0, n);
+                ByteString data = n == 0 ? ByteString.EMPTY : UnsafeByteOperations.unsafeWrap(buf, 0, n);
+                c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(name)
+                        .setOffset(offset).setData(data).setMode(mode)).build());
+                sentAny = true;
+                offset += n;
+                if (n < CHUNK_BYTES) {
+                    break;
+                }
             }
             done.putCrc32C(name, (int) crc.getValue());
+            return offset;
         }
-        done.setTotalBytes(total);
-        c.send(ControlMessage.newBuilder().setDirectoryDone(done).build());
-        return new Stats(dir, files.size(), total, Duration.ofNanos(System.nanoTime() - t0));
     }
 
     /**
@@ -120,7 +281,7 @@ public final class DirectoryTransfer {
      */
     private static long sendRaw(ControlConnection c, int round, Path f, String name, int mode, long size, CRC32C crc)
             throws IOException {
-        List<java.util.concurrent.CompletableFuture<Void>> sent = new ArrayList<>();
+        List<CompletableFuture<Void>> sent = new ArrayList<>();
         for (long off = 0; off < size; off += RAW_FRAME_BYTES) {
             long n = Math.min(RAW_FRAME_BYTES, size - off);
             c.send(ControlMessage.newBuilder().setFileChunk(FileChunk.newBuilder().setRound(round).setName(name)
@@ -133,17 +294,13 @@ public final class DirectoryTransfer {
             }
         }
         for (var fut : sent) {
-            try {
-                fut.get();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new java.io.InterruptedIOException("interrupted while sending " + name);
-            } catch (java.util.concurrent.ExecutionException e) {
-                throw e.getCause() instanceof IOException io ? io : new IOException(e.getCause());
-            }
+            await(fut, name);
         }
         return size;
     }
+
+    /** A streamed file's writes are gathered into raw frames of at most this many bytes. */
+    static final long MAX_PENDING_BYTES = 32L << 20;
 
     /** Files at least this large go as raw-data frames to a peer that reads them. */
     static final long RAW_MIN_BYTES = 64 << 10;
@@ -277,7 +434,11 @@ public final class DirectoryTransfer {
         final Path done;
         final FileChannel out;
         final CRC32C crc = new CRC32C();
+        /** End of the bytes written (the file's size once complete). */
         long size;
+        /** A file that began at an offset S > 0 ends with its first S bytes (its head): S, until they came. */
+        long headMissing;
+        boolean started;
         boolean finished;
 
         Incoming(Path dir, String name) throws IOException {
@@ -288,31 +449,46 @@ public final class DirectoryTransfer {
                     PosixFilePermissions.asFileAttribute(FILE_0600));
         }
 
-        void write(long offset, ByteString data) throws IOException {
+        /**
+         * Where {@code length} bytes announced at {@code offset} go: at the end of what came so
+         * far, or (a streamed file) the first chunk anywhere and then, once, its missing head.
+         */
+        private long place(long offset, long length) throws IOException {
             if (finished) {
                 throw new IOException("file " + name + " continued after another file started");
+            }
+            if (!started && offset > 0 && offset <= CHUNK_BYTES) {
+                started = true;
+                headMissing = offset;
+                size = offset + length;
+                return offset;
+            }
+            started = true;
+            if (offset == 0 && headMissing > 0 && length == headMissing) {
+                headMissing = 0;
+                return 0;
             }
             if (offset != size) {
                 throw new IOException("chunk of " + name + " at offset " + offset + ", expected " + size);
             }
+            size += length;
+            return offset;
+        }
+
+        void write(long offset, ByteString data) throws IOException {
+            long pos = place(offset, data.size());
             for (ByteBuffer b : data.asReadOnlyByteBufferList()) {
                 crc.update(b.duplicate());
                 while (b.hasRemaining()) {
-                    out.write(b);
+                    pos += out.write(b, pos);
                 }
             }
-            size += data.size();
         }
 
         /** Takes {@code length} bytes of raw data from {@code c} at {@code offset}. */
         void receiveRaw(ControlConnection c, long offset, long length, Duration idleTimeout)
                 throws IOException, InterruptedException {
-            if (finished) {
-                throw new IOException("file " + name + " continued after another file started");
-            }
-            if (offset != size) {
-                throw new IOException("chunk of " + name + " at offset " + offset + ", expected " + size);
-            }
+            long pos = place(offset, length);
             long left = length;
             while (left > 0) {
                 Object frame = c.receiveFrame(idleTimeout);
@@ -326,16 +502,13 @@ public final class DirectoryTransfer {
                     if (n > left) {
                         throw new IOException("file " + name + ": raw data longer than announced");
                     }
-                    ByteBuffer[] bufs = b.nioBuffers();
-                    for (ByteBuffer bb : bufs) {
+                    for (ByteBuffer bb : b.nioBuffers()) {
                         crc.update(bb.duplicate());
-                    }
-                    long w = 0;
-                    while (w < n) {
-                        w += out.write(bufs);
+                        while (bb.hasRemaining()) {
+                            pos += out.write(bb, pos);
+                        }
                     }
                     left -= n;
-                    size += n;
                 } finally {
                     b.release();
                 }
@@ -343,6 +516,9 @@ public final class DirectoryTransfer {
         }
 
         void finish() throws IOException {
+            if (!finished && headMissing > 0) {
+                throw new IOException("file " + name + ": its first " + headMissing + " bytes never came");
+            }
             if (!finished) {
                 finished = true;
                 out.close();

@@ -73,6 +73,13 @@ class CommandsTest {
             assertTrue(bad.err.toString().contains("token mismatch") && bad.err.toString().contains("runs on at the source"),
                     bad.err.toString());
             m.assertVerifies();
+
+            Captured faulty = new Captured(); // the hidden fault injection reaches the migration
+            int rc3 = faulty.wire(new MigrateCommand()).execute("-t", Integer.toString(m.pid), "--to", "127.0.0.1:" + port.group(1),
+                    "--token", token.group(1), "--inject-fault", "precheck");
+            assertEquals(1, rc3, faulty.err.toString());
+            assertTrue(faulty.err.toString().contains("fault injected at step precheck"), faulty.err.toString());
+            m.assertVerifies();
         } finally {
             serve.stop();
             assertEquals(0, serving.get());

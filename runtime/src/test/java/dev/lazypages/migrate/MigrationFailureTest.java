@@ -19,6 +19,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Issue 5 point 10: a destination that goes away or fails during the freeze leaves the source
@@ -73,7 +75,7 @@ class MigrationFailureTest {
     }
 
     private MigrationSource.Options options(ServeDaemon d, MigrationMode mode) {
-        return MigrationSource.Options.defaults().withMode(mode).withToken(d.token())
+        return MigrationSource.Options.defaults().withMode(mode).withToken(d != null ? d.token() : null)
                 .withLimits(new ConvergencePolicy.Limits(5, 70, 0)).withReport(tmp.resolve("source-report.json"))
                 .withProgress(line -> log.add("source: " + line));
     }
@@ -167,6 +169,108 @@ class MigrationFailureTest {
         m.assertVerifies();
         try (var s = Files.list(tmp.resolve("dest"))) {
             assertEquals(0, s.count(), "the daemon's work dir is cleaned");
+        }
+    }
+
+    /**
+     * Issue 7 point 3, the source's side: a fault injected at each step before Commit fails the
+     * migration, and exactly one copy runs after it: the original, untraced, verifying, and
+     * nothing at the destination (whatever it built is killed).
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"handshake", "precheck", "round:1", "round:2", "after-round:1", "after-round:2", "freeze",
+        "final-dump", "state-transfer", "restore-request", "running"})
+    void aFaultBeforeCommitLeavesOnlyTheSourceRunningAndVerifying(String step) throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(64, 2, 4);
+        int pid = m.pid;
+        FaultStep.At at = FaultStep.parse(step);
+        MigrationException e = assertThrows(MigrationException.class, () -> MigrationSource.run(pid, d.address(),
+                options(d, MigrationMode.HYBRID).withLimits(new ConvergencePolicy.Limits(2, 100, 0)).withFault(at)));
+        System.out.println("fault at " + step + ": " + e.getMessage());
+        assertTrue(e.sourceRunning(), e.getMessage());
+        assertTrue(e.getMessage().contains("fault injected at step " + at.step().cliName()), e.getMessage());
+        if (at.step() != FaultStep.HANDSHAKE && at.step() != FaultStep.PRECHECK) {
+            // the daemon saw the migration through to its end (it killed whatever it had restored)
+            assertFalse("migrated".equals(d.awaitReports(1, Duration.ofSeconds(60)).getFirst().outcome));
+        }
+        assertSourceRunsOnAndNothingAtTheDestination(m, pid, d);
+    }
+
+    /**
+     * From Commit on, the destination's copy is the live one: the control connection cut just
+     * after Commit or during post-copy does not stop the migration (the page server serves on
+     * and its DONE ends it), and a failed first attempt to end the original is retried. Exactly
+     * one copy runs after it: the migrated one, verifying, heartbeat going on; the original is gone.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"commit", "post-copy", "end-original"})
+    void aFaultAfterCommitStillEndsWithOnlyTheMigratedCopyRunning(String step) throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(64, 2, 4);
+        long beats = m.beats();
+        int before = m.pid;
+        MigrationReport r = MigrationSource.run(before, d.address(), options(d, MigrationMode.HYBRID)
+                .withLimits(new ConvergencePolicy.Limits(2, 100, 0)).withFault(FaultStep.parse(step)));
+        System.out.println("fault at " + step + ":\n" + String.join("\n", log));
+        assertEquals("migrated", r.outcome, r.toJson());
+        assertTrue(log.stream().anyMatch(l -> l.contains("fault injected at step " + step) || l.contains("ending pid")),
+                "the fault happened: " + log);
+        m.pid = r.destinationPid;
+        Memtouch.awaitGone(before);
+        m.assertVerifies();
+        m.awaitCount(l -> l.startsWith("HEARTBEAT "), beats + 2);
+    }
+
+    /**
+     * After Commit the destination reports Failed (its copy could not go on, and it killed it):
+     * the source resumes its frozen original, which is complete, instead of ending it. Driven by
+     * a test destination speaking the real protocol over a real connection (handshake, pre-check
+     * reply, rounds received, Running, then Failed after Commit), restoring nothing.
+     */
+    @Test
+    void failedAfterCommitResumesTheOriginal() throws Exception {
+        String token = "test-destination";
+        Path rounds = Files.createDirectories(tmp.resolve("test-destination"));
+        java.util.concurrent.CompletableFuture<List<String>> seen = new java.util.concurrent.CompletableFuture<>();
+        try (dev.lazypages.net.ControlServer server = dev.lazypages.net.ControlServer.listen(
+                new InetSocketAddress("127.0.0.1", 0), NetLink.hello(dev.lazypages.net.proto.Role.DESTINATION, token, null),
+                conn -> {
+                    List<String> got = new ArrayList<>();
+                    try (NetLink link = new NetLink(conn)) {
+                        while (true) {
+                            Msg msg = link.receive(Duration.ofSeconds(60), rounds);
+                            got.add(msg.getClass().getSimpleName());
+                            switch (msg) {
+                                case Msg.PrecheckRequest p -> link.send(new Msg.PrecheckReply(List.of()));
+                                case Msg.RestoreRequest q -> link.send(new Msg.Running(Integer.MAX_VALUE - 1, 1.0));
+                                case Msg.Commit c -> {
+                                    link.send(new Msg.Failed("post-copy", "test destination: its copy could not go on"));
+                                    link.receive(Duration.ofSeconds(30), null); // until the source hangs up
+                                    seen.complete(got);
+                                    return;
+                                }
+                                default -> { }
+                            }
+                        }
+                    } catch (Exception ex) {
+                        seen.complete(got);
+                    }
+                })) {
+            Memtouch m = memtouch(64, 2, 4);
+            int pid = m.pid;
+            MigrationException e = assertThrows(MigrationException.class, () -> MigrationSource.run(pid,
+                    server.localAddress(), options(null, MigrationMode.HYBRID).withToken(token)));
+            System.out.println("Failed after Commit: " + e.getMessage() + "\n" + String.join("\n", log));
+            assertTrue(e.sourceRunning(), e.getMessage());
+            assertTrue(seen.get(60, java.util.concurrent.TimeUnit.SECONDS).contains("Commit"), "Commit was sent: " + seen.get());
+            assertTrue(e.getMessage().contains("its copy could not go on"), e.getMessage());
+            assertEquals(pid, m.pid, "still the original process");
+            assertEquals(0, MigrationTest.tracerPid(pid), "detached");
+            m.awaitBeats(2);
+            m.assertVerifies();
+            String json = Files.readString(tmp.resolve("source-report.json"));
+            assertTrue(json.contains("\"outcome\": \"resumed\""), json);
         }
     }
 }

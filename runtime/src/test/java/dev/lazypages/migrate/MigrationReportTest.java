@@ -30,7 +30,7 @@ class MigrationReportTest {
         r.serveLatency.recordValue(15_000);
         Path hgrm = r.write(tmp.resolve("m.json"));
         String json = Files.readString(tmp.resolve("m.json"));
-        for (String k : new String[] {"\"mode\": \"hybrid\"", "\"rounds\"", "\"dirty_rate\": 2560", "\"stop_reason\": \"goal-reached\"",
+        for (String k : new String[] {"\"mode\": \"hybrid\"", "\"rounds\"", "\"dirty_rate\": 2560", "\"mib_per_sec\": 31.7", "\"stop_reason\": \"goal-reached\"",
             "\"downtime_ms\": 42.3", "\"bytes_precopy\": 450560", "\"bytes_postcopy\"", "\"faults\": 1000", "\"fault_latency_us\"",
             "\"p999\"", "\"background_mib_per_sec\"", "\"total_ms\"", "\"serve_latency_us\""}) {
             assertTrue(json.contains(k), k + " in " + json);

@@ -203,7 +203,7 @@ class MigrationTest {
         Memtouch m = memtouch(64, 2, 4);
         MigrationException e = assertThrows(MigrationException.class,
                 () -> MigrationSource.run(m.pid, d.address(), options(d, MigrationMode.HYBRID)
-                        .withFault(FaultStep.AFTER_RESTORE_REQUEST)));
+                        .withFault(FaultStep.RESTORE_REQUEST)));
         assertTrue(e.sourceRunning(), e.getMessage());
         MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
         assertFalse(dest.outcome.equals("migrated"), dest.toJson());

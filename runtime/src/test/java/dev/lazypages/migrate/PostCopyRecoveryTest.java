@@ -62,7 +62,7 @@ class PostCopyRecoveryTest {
         }
 
         @Override
-        public Server serve(InetAddress bind, FrozenProcess frozen, String token) throws IOException {
+        public Server serve(InetAddress bind, java.util.function.Supplier<FrozenProcess> frozen, String token) throws IOException {
             Server s = net.serve(bind, frozen, token);
             CuttingProxy p = new CuttingProxy(new InetSocketAddress(bind, s.port()));
             p.cutWhen(cutWhen);

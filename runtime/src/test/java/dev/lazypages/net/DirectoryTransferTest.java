@@ -113,14 +113,9 @@ class DirectoryTransferTest {
 
     @Test
     void rawFileDataWhenThePeerReadsItSameBytesAndCrcChecked() throws Exception {
-        ControlServer rawServer = null;
-        ControlConnection rawSrc = null;
-        try {
-            LinkedBlockingQueue<ControlConnection> accepted = new LinkedBlockingQueue<>();
-            rawServer = ControlServer.listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0),
-                    rawHello(Role.DESTINATION), accepted::add);
-            rawSrc = ControlClient.connect(rawServer.localAddress(), rawHello(Role.SOURCE), T);
-            ControlConnection rawDst = accepted.poll(10, TimeUnit.SECONDS);
+        try (RawPair raw = RawPair.open()) {
+            ControlConnection rawSrc = raw.src();
+            ControlConnection rawDst = raw.dst();
             assertTrue(rawSrc.peerCan(ControlConnection.RAW_FILE_DATA));
             long big = Long.getLong("lp.rawBytes", (64L << 20) + 4096 * 3 + 5);
             Path dir = Files.createDirectory(tmp.resolve("round-3"));
@@ -141,13 +136,43 @@ class DirectoryTransferTest {
                 System.out.printf("raw directory transfer: %d MiB in %d ms, %.0f MiB/s (send side), %.0f MiB/s (receive side)%n",
                         recv.bytes() >> 20, recv.elapsed().toMillis(), sent.mibPerSecond(), recv.mibPerSecond());
             }
-        } finally {
-            if (rawSrc != null) {
-                rawSrc.close();
-            }
-            if (rawServer != null) {
-                rawServer.close();
-            }
+        }
+    }
+
+    /** A connection whose ends both read raw-data frames. */
+    private record RawPair(ControlServer server, ControlConnection src, ControlConnection dst) implements AutoCloseable {
+        static RawPair open() throws Exception {
+            LinkedBlockingQueue<ControlConnection> accepted = new LinkedBlockingQueue<>();
+            ControlServer server = ControlServer.listen(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0),
+                    rawHello(Role.DESTINATION), accepted::add);
+            ControlConnection src = ControlClient.connect(server.localAddress(), rawHello(Role.SOURCE), T);
+            return new RawPair(server, src, accepted.poll(10, TimeUnit.SECONDS));
+        }
+
+        @Override
+        public void close() {
+            src.close();
+            server.close();
+        }
+    }
+
+    /** A streamed file that got no body (a round without a page): its head is the whole file. */
+    @Test
+    void aStreamedFileWithoutABodyIsItsHead() throws Exception {
+        try (RawPair raw = RawPair.open()) {
+            Path dir = Files.createDirectory(tmp.resolve("8"));
+            writeRandom(dir.resolve("pagemap.img"), 100, 12);
+            byte[] head = new byte[4096];
+            new Random(13).nextBytes(head);
+            Path into = Files.createDirectory(tmp.resolve("dest-empty"));
+            CompletableFuture<DirectoryTransfer.Stats> got = receiveAsync(raw.dst(), into);
+            DirectoryTransfer.Outgoing out = DirectoryTransfer.start(raw.src(), 8, "8", "pages.img");
+            out.finishStreamed(ByteBuffer.wrap(head));
+            DirectoryTransfer.Stats sent = out.finish(dir);
+            DirectoryTransfer.Stats recv = got.get(60, TimeUnit.SECONDS);
+            assertEquals(4096 + 100, sent.bytes());
+            assertEquals(sent.bytes(), recv.bytes());
+            assertArrayEquals(head, Files.readAllBytes(recv.dir().resolve("pages.img")));
         }
     }
 
@@ -203,7 +228,63 @@ class DirectoryTransferTest {
 
     @Test
     void outOfOrderChunkIsRefused() throws Exception {
-        assertRefused("chunk of f at offset 5, expected 0", chunk("f", 5, new byte[] {1}));
+        assertRefused("chunk of f at offset 5, expected 1", chunk("f", 0, new byte[] {1}), chunk("f", 5, new byte[] {1}));
+        // a file may start past its head (a streamed file), but the head must come, whole
+        assertRefused("chunk of f at offset 0, expected 6", chunk("f", 5, new byte[] {1}), chunk("f", 0, new byte[] {1, 2}));
+        assertRefused("file f: its first 5 bytes never came", chunk("f", 5, new byte[] {1}), done("d", "f", 0, 6));
+    }
+
+    /**
+     * A streamed file (pages.img of a round sent while it is read): its body from direct buffers
+     * as raw data while the sender goes on, its head page last, then the directory's other
+     * files; the receiver puts the head in front, and the directory is the same as if it had been
+     * written first and sent whole.
+     */
+    @Test
+    void aStreamedFileArrivesWithItsHeadInFrontAndTheOtherFilesAfter() throws Exception {
+        try (RawPair raw = RawPair.open()) {
+            ControlConnection rawSrc = raw.src();
+            ControlConnection rawDst = raw.dst();
+            Path dir = Files.createDirectory(tmp.resolve("7"));
+            writeRandom(dir.resolve("pagemap.img"), 70_000, 8);
+            writeRandom(dir.resolve("inventory.img"), 77, 9);
+            byte[] head = new byte[4096];
+            new Random(10).nextBytes(head);
+            Random r = new Random(11);
+            ByteBuffer[] ring = {ByteBuffer.allocateDirect(3 << 20), ByteBuffer.allocateDirect(3 << 20)};
+            java.io.ByteArrayOutputStream expected = new java.io.ByteArrayOutputStream();
+            expected.write(head);
+            Path into = Files.createDirectory(tmp.resolve("dest-streamed"));
+            CompletableFuture<DirectoryTransfer.Stats> got = receiveAsync(rawDst, into);
+            DirectoryTransfer.Outgoing out = DirectoryTransfer.start(rawSrc, 7, "7", "pages.img");
+            CompletableFuture<?>[] inFlight = new CompletableFuture<?>[ring.length];
+            long pos = head.length;
+            for (int i = 0; i < 9; i++) {
+                int slot = i % ring.length;
+                if (inFlight[slot] != null) {
+                    inFlight[slot].get(30, TimeUnit.SECONDS); // the ring's contract: reuse once sent
+                }
+                byte[] data = new byte[(1 << 20) + 4096 * i];
+                r.nextBytes(data);
+                expected.write(data);
+                ring[slot].clear().put(data).flip();
+                out.write(ring[slot], pos);
+                if (i % 2 == 1) {
+                    inFlight[slot] = out.flushed(); // two writes gathered into one frame, then sent
+                    inFlight[(i - 1) % ring.length] = inFlight[slot];
+                }
+                pos += data.length;
+            }
+            out.finishStreamed(ByteBuffer.wrap(head));
+            DirectoryTransfer.Stats sent = out.finish(dir);
+            DirectoryTransfer.Stats recv = got.get(60, TimeUnit.SECONDS);
+            assertEquals(3, sent.files());
+            assertEquals(sent.bytes(), recv.bytes());
+            assertArrayEquals(expected.toByteArray(), Files.readAllBytes(recv.dir().resolve("pages.img")));
+            for (String name : List.of("inventory.img", "pagemap.img")) {
+                assertEquals(-1L, Files.mismatch(dir.resolve(name), recv.dir().resolve(name)), name + " differs");
+            }
+        }
     }
 
     @Test
