@@ -12,28 +12,28 @@
 # Usage (from a clone, after ./lp build; needs root, ptrace and userfaultfd):
 #   perf/soak.sh [--migrations 100] [--size-mib 256] [--threads 4] [--dirty-mib-per-sec 8]
 #                [--mode cycle|hybrid|pre-copy|post-copy] [--net netns|loopback]
-#                [--warmup 20] [--max-fd-growth 8] [--max-thread-growth 4] [--max-rss-growth-mib 64]
-#                [--max-heap-growth-mib 16] [--daemon-heap-mib 512] [--time-limit-min 45] [--keep]
+#                [--warmup 40] [--max-fd-growth 8] [--max-thread-growth 4] [--max-rss-growth-mib 48]
+#                [--max-heap-growth-mib 4] [--daemon-heap-mib 512] [--time-limit-min 45] [--keep]
 #
 # --net netns (the default where `ip` is available) creates two network namespaces joined by a veth
 # pair (10.198.N.1 and .2/30, nothing outside them) and removes them at the end, whatever happens;
 # daemon A runs in the first, B in the second, and each `migrate` runs in the namespace the process
 # currently lives in. --net loopback runs everything on 127.0.0.1.
 # --mode cycle (the default) goes hybrid, post-copy, pre-copy, hybrid, ...
-# Growth is measured from the warm-up row (after --warmup migrations; the JVMs' code caches and
-# metaspace grow at first) to the end, per daemon. The daemons run with a fixed, pre-touched heap
-# (-Xms = -Xmx = --daemon-heap-mib, -XX:+AlwaysPreTouch; 0: the JVM's defaults), so that their RSS
+# Growth is measured from the warm-up row (after --warmup migrations: the JVMs' code caches and
+# metaspace grow at first, and each daemon keeps its last 16 reports in memory) to the end. The
+# daemons run with a fixed, pre-touched heap (-Xms = -Xmx = --daemon-heap-mib, -XX:+AlwaysPreTouch; 0: the JVM's defaults), so that their RSS
 # does not follow G1's heap sizing (which alone moves it by hundreds of MiB) and its growth is
 # memory outside the heap: native allocations, mappings, direct buffers, thread stacks. The heap
-# itself is measured as the live heap after a full GC (jcmd GC.run, then GC.heap_info). Exit status: 0 every check held; 1 a
-# migration or a check failed (the work directory with every log is kept and named); 2 usage;
-# 3 missing prerequisite.
+# itself is measured as the live heap after a full GC (jcmd GC.run, then GC.heap_info).
+# Exit status: 0 every check held; 1 a migration or a check failed (the work directory with every
+# log is kept and named); 2 usage; 3 missing prerequisite.
 set -euo pipefail
 { # the whole script is read before it runs: editing or updating the file during a run cannot derail it
 
-migrations=100 size_mib=256 threads=4 rate=8 mode=cycle net=auto warmup=20
-max_fd=8 max_thr=4 max_rss_mib=64 max_heap_mib=16 heap_mib=512 time_limit_min=45 keep=0
-usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
+migrations=100 size_mib=256 threads=4 rate=8 mode=cycle net=auto warmup=40
+max_fd=8 max_thr=4 max_rss_mib=48 max_heap_mib=4 heap_mib=512 time_limit_min=45 keep=0
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --migrations) migrations=$2; shift 2 ;;
@@ -121,6 +121,7 @@ trap 'exit 130' INT TERM
 fail() { # fail MESSAGE [FILE...]: says what failed, quotes the files' tails, exits 1
   local f
   failed=1
+  [ -s "${table:-}" ] && print_table >&2
   echo "soak: FAILED: $1" >&2
   shift
   for f in "$@"; do
