@@ -9,7 +9,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.SecureRandom;
 import java.time.Duration;
-import java.util.ArrayList;
+import java.util.ArrayDeque;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Objects;
@@ -33,12 +33,20 @@ public final class ServeDaemon implements AutoCloseable {
         }
     }
 
+    /**
+     * How many reports {@link #reports()} keeps: a daemon may run for months, and each report
+     * holds its latency histograms (tens of KiB), so older ones are dropped (they are in
+     * {@code --report-dir} when it is set).
+     */
+    public static final int REPORTS_KEPT = 16;
+
     private final ControlServer server;
     private final String token;
     private final boolean generated;
     private final MigrationDestination.Options dest;
     private final ReentrantLock oneAtATime = new ReentrantLock(true);
-    private final List<MigrationReport> reports = new ArrayList<>();
+    private final ArrayDeque<MigrationReport> reports = new ArrayDeque<>();
+    private long ended;
     private final java.util.Set<NetLink> active = java.util.concurrent.ConcurrentHashMap.newKeySet();
     private volatile boolean closed;
 
@@ -94,7 +102,11 @@ public final class ServeDaemon implements AutoCloseable {
             MigrationReport r = MigrationDestination.handle(link, id, dest);
             dest.progress().accept("migration " + r.migrationId + ": " + r.outcome + (r.error != null ? " (" + r.error + ")" : ""));
             synchronized (reports) {
-                reports.add(r);
+                reports.addLast(r);
+                if (reports.size() > REPORTS_KEPT) {
+                    reports.removeFirst();
+                }
+                ended++;
                 reports.notifyAll();
             }
         } finally {
@@ -103,21 +115,21 @@ public final class ServeDaemon implements AutoCloseable {
         }
     }
 
-    /** The reports of the migrations handled so far, oldest first. */
+    /** The reports of the last {@link #REPORTS_KEPT} migrations handled, oldest first. */
     public List<MigrationReport> reports() {
         synchronized (reports) {
             return List.copyOf(reports);
         }
     }
 
-    /** Waits until {@code n} migrations have ended; returns their reports. */
+    /** Waits until {@code n} migrations have ended; returns the reports kept ({@link #reports()}). */
     public List<MigrationReport> awaitReports(int n, Duration timeout) throws InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();
         synchronized (reports) {
-            while (reports.size() < n) {
+            while (ended < n) {
                 long left = deadline - System.nanoTime();
                 if (left <= 0) {
-                    throw new IllegalStateException(reports.size() + " of " + n + " migrations ended within " + timeout);
+                    throw new IllegalStateException(ended + " of " + n + " migrations ended within " + timeout);
                 }
                 reports.wait(Math.max(1, left / 1_000_000));
             }

@@ -57,13 +57,15 @@ public final class SeizedProcess implements AutoCloseable {
 
     private final int pid;
     private final TracerThread tracer;
+    private final int options;
     private final Map<Integer, Tracee> tracees = new LinkedHashMap<>();
     private final Runnable poller = this::pollEventsQuietly;
     private volatile State state = State.RUNNING;
 
-    private SeizedProcess(int pid, TracerThread tracer) {
+    private SeizedProcess(int pid, TracerThread tracer, int options) {
         this.pid = pid;
         this.tracer = tracer;
+        this.options = options;
     }
 
     /**
@@ -72,8 +74,22 @@ public final class SeizedProcess implements AutoCloseable {
      * runs as root ({@link ProcessOwner#requireMaySeize}).
      */
     public static SeizedProcess seize(int pid, TracerThread tracer) {
+        return seize(pid, tracer, OPTIONS);
+    }
+
+    /**
+     * {@link #seize}, with PTRACE_O_EXITKILL: should the tracer thread end while the process is
+     * still seized (its JVM killed, say), the kernel kills the process. For a process being built
+     * (a restore), which must not run on half-built; never for a source process, which must
+     * survive whatever happens to the tool.
+     */
+    public static SeizedProcess seizeKillOnTracerExit(int pid, TracerThread tracer) {
+        return seize(pid, tracer, OPTIONS | Ptrace.O_EXITKILL);
+    }
+
+    private static SeizedProcess seize(int pid, TracerThread tracer, int options) {
         ProcessOwner.requireMaySeize(pid);
-        SeizedProcess p = new SeizedProcess(pid, tracer);
+        SeizedProcess p = new SeizedProcess(pid, tracer, options);
         tracer.run(p::seizeAll);
         tracer.addIdleTask(p.poller);
         return p;
@@ -233,7 +249,7 @@ public final class SeizedProcess implements AutoCloseable {
     /** PTRACE_SEIZE of one thread; false when it is gone already. */
     private boolean seizeThread(int tid) {
         try {
-            Ptrace.seize(tid, OPTIONS);
+            Ptrace.seize(tid, options);
             return true;
         } catch (SyscallException e) {
             if (e.errno() == Errno.ESRCH) {

@@ -388,7 +388,7 @@ public final class Restorer {
         }
         step("seize lp-stub (pid " + pid + ")");
         tracer = new TracerThread("lp-restore-" + pid);
-        seized = SeizedProcess.seize(pid, tracer);
+        seized = SeizedProcess.seizeKillOnTracerExit(pid, tracer); // a restorer that dies takes its half-built process along
         seized.freeze();
         gadget = stub.gadget();
         main = seized.syscalls(pid, gadget);

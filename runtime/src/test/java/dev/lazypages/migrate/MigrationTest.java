@@ -224,6 +224,22 @@ class MigrationTest {
         assertEquals(List.of("migrated", "migrated"), reports.stream().map(r -> r.outcome).toList());
     }
 
+    /** A daemon runs for months: the reports it keeps in memory (each with its histograms) are bounded. */
+    @Test
+    void aDaemonKeepsOnlyItsLastReportsInMemory() throws Exception {
+        ServeDaemon d = daemon(f -> f.withPageSize(65536), null); // every migration is refused at once, cheaply
+        Memtouch m = memtouch(16, 1, 1);
+        int n = ServeDaemon.REPORTS_KEPT + 4;
+        for (int i = 0; i < n; i++) {
+            assertThrows(MigrationException.Refused.class, () -> MigrationSource.run(m.pid, d.address(), options(d, MigrationMode.HYBRID)));
+        }
+        List<MigrationReport> kept = d.awaitReports(n, Duration.ofSeconds(60));
+        assertEquals(ServeDaemon.REPORTS_KEPT, kept.size());
+        assertEquals(kept, d.reports());
+        assertTrue(kept.stream().allMatch(r -> r.outcome.equals("refused")), kept.getLast().toJson());
+        m.assertVerifies();
+    }
+
     static int tracerPid(int pid) throws IOException {
         for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
             if (l.startsWith("TracerPid:")) {

@@ -70,6 +70,21 @@ class SeizedProcessTest {
         }
     }
 
+    /** PTRACE_O_EXITKILL for a process being restored: it must not outlive its restorer; a source must. */
+    @Test
+    void aProcessSeizedToBeBuiltDiesWithItsTracerThreadAndAnOrdinarySeizeDoesNot() {
+        try (Stubs.Running built = Workloads.memtouch(1, 1); Stubs.Running source = Workloads.memtouch(1, 1)) {
+            TracerThread t = new TracerThread("exitkill-test-tracer");
+            SeizedProcess.seizeKillOnTracerExit(built.pid(), t).freeze();
+            SeizedProcess.seize(source.pid(), t).freeze();
+            t.close(); // the tracer thread ends with both still seized and frozen, as when a restorer's JVM is killed
+            Stubs.awaitDead(built.pid(), Duration.ofSeconds(10));
+            Workloads.awaitMore(source, "HEARTBEAT", 1, Workloads.TIMEOUT);
+            assertEquals(0, Workloads.tracerPid(source.pid(), source.pid()), "released when its tracer ended");
+            Workloads.assertMemtouchHealthy(source);
+        }
+    }
+
     @Test
     void detachWhileRunningLeavesTheProcessRunning() {
         try (Stubs.Running memtouch = Workloads.memtouch(1, 2)) {

@@ -1,0 +1,222 @@
+package dev.lazypages.netns;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazypages.ffm.testing.Stubs;
+import dev.lazypages.netns.JarRig.Daemon;
+import dev.lazypages.netns.JarRig.Side;
+import dev.lazypages.netns.JarRig.Workload;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Predicate;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * Migrations that must not happen, between two network namespaces and through the jars (issue 5
+ * point 10): a failed pre-check, and the destination daemon killed with SIGKILL during pre-copy
+ * and during the freeze. Each time {@code migrate} exits 1 saying the process runs on, the source
+ * process is the same pid, no longer traced, verifies every page and beats on, and nothing of
+ * the migration is left running in the destination namespace.
+ */
+class NetnsMigrationFailureIT {
+    private static final Duration T = Duration.ofSeconds(120);
+
+    private static JarRig rig;
+    private final List<Workload> workloads = new ArrayList<>();
+
+    @BeforeAll
+    static void namespaces() throws Exception {
+        rig = JarRig.create("NetnsMigrationFailureIT");
+    }
+
+    @AfterAll
+    static void removeNamespaces() throws Exception {
+        if (rig != null) {
+            rig.close();
+        }
+    }
+
+    @AfterEach
+    void killWorkloads() {
+        workloads.forEach(Workload::kill);
+    }
+
+    private Workload memtouch(int mib, int threads, int rate, Path extraFile) throws Exception {
+        Workload w = rig.memtouch(Side.SRC, mib, threads, rate, extraFile);
+        workloads.add(w);
+        return w;
+    }
+
+    /** A file the process holds open was deleted: the destination cannot have it, the pre-check refuses. */
+    @Test
+    void aFailedPreCheckLeavesTheSourceUntouched() throws Exception {
+        Daemon d = rig.serve(Side.DST);
+        try {
+            Path extra = rig.work().resolve("data-only-at-the-source");
+            Files.writeString(extra, "x");
+            Workload w = memtouch(64, 2, 8, extra);
+            Files.delete(extra);
+            JarRig.Migrate r = rig.migrate(Side.SRC, w.pid, d, "hybrid", T);
+            assertEquals(1, r.exit(), r.toString());
+            assertTrue(r.stderr().contains(extra + " (deleted)") && r.stderr().contains("does not exist at the destination")
+                    && r.stderr().contains("the process runs on at the source"), r.toString());
+            assertEquals(1, r.stderr().lines().count(), "one line, no stack trace: " + r);
+            assertEquals(0, tracerPid(w.pid), "never seized");
+            assertSourceRunsOnAndDestinationIsClean(w, d);
+            assertEquals(List.of("refused"), d.awaitReports(1));
+        } finally {
+            d.stop();
+        }
+    }
+
+    /** kill -9 of the daemon once it has the first pre-copy round (rounds would go on: goal 100%). */
+    @Test
+    void theDestinationDaemonKilledDuringPreCopyLeavesTheSourceRunningAndVerifying() throws Exception {
+        Workload w = memtouch(256, 2, 32, null);
+        killDaemonAndMigrate(w, "hybrid", printed("received 1 "), "--max-iterations", "10", "--goal", "100");
+    }
+
+    /**
+     * kill -9 of the daemon while the process is frozen at the source: once the daemon hears of the
+     * freeze (the final dump is under way), or once the final image has arrived (the restore is
+     * about to start).
+     */
+    @ParameterizedTest(name = "{0}, at ''{1}''")
+    @CsvSource({"hybrid, source frozen", "pre-copy, source frozen", "post-copy, source frozen",
+        "pre-copy, received final", "post-copy, received final"})
+    void theDestinationDaemonKilledDuringTheFreezeLeavesTheSourceRunningAndVerifying(String mode, String line) throws Exception {
+        Workload w = memtouch(256, 2, 16, null);
+        killDaemonAndMigrate(w, mode, printed(line));
+    }
+
+    /**
+     * kill -9 of the daemon in the middle of the restore: as soon as the restorer has seized its
+     * lp-stub in the destination namespace. The half-built process must not outlive its restorer.
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"pre-copy", "hybrid"})
+    void theDestinationDaemonKilledDuringTheRestoreLeavesNothingThereAndTheSourceRunning(String mode) throws Exception {
+        Workload w = memtouch(256, 2, 16, null);
+        killDaemonAndMigrate(w, mode, d -> stubsIn(Side.DST).stream().anyMatch(p -> traced(p)));
+    }
+
+    private static Predicate<Daemon> printed(String line) {
+        return d -> d.lines().stream().anyMatch(l -> l.contains("] " + line));
+    }
+
+    private static boolean traced(int pid) {
+        try {
+            return tracerPid(pid) > 0;
+        } catch (IOException gone) {
+            return false;
+        }
+    }
+
+    /** The pids of lp-stub processes (a restore under way) in {@code side}'s namespace. */
+    private static List<Integer> stubsIn(Side side) {
+        try {
+            Path stub = Stubs.path("lp-stub").toRealPath();
+            Object ns = JarRig.nsInode(rig.namespace(side));
+            List<Integer> out = new ArrayList<>();
+            try (var s = Files.list(Path.of("/proc"))) {
+                for (Path p : s.filter(f -> f.getFileName().toString().matches("\\d+")).toList()) {
+                    try {
+                        if (Files.readSymbolicLink(p.resolve("exe")).equals(stub)
+                                && Files.getAttribute(p.resolve("ns/net"), "unix:ino").equals(ns)) {
+                            out.add(Integer.parseInt(p.getFileName().toString()));
+                        }
+                    } catch (IOException gone) {
+                        // exited, or a kernel thread
+                    }
+                }
+            }
+            return out;
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    private void killDaemonAndMigrate(Workload w, String mode, Predicate<Daemon> when, String... extra) throws Exception {
+        Daemon d = rig.serve(Side.DST);
+        int pid = w.pid;
+        long beat = w.lastBeat();
+        AtomicBoolean hit = new AtomicBoolean();
+        Thread killer = Thread.ofPlatform().name("kill-daemon").start(() -> {
+            try {
+                long deadline = System.nanoTime() + T.toNanos();
+                while (d.process.isAlive() && System.nanoTime() - deadline < 0) {
+                    if (when.test(d)) {
+                        d.kill9();
+                        hit.set(true);
+                        return;
+                    }
+                    Thread.sleep(1);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+        JarRig.Migrate r;
+        try {
+            r = rig.migrate(Side.SRC, pid, d, mode, T, extra);
+        } finally {
+            killer.interrupt();
+            killer.join(30_000);
+        }
+        System.out.printf("netns: daemon killed (%s): %s%n--- daemon\n%s%n", mode, r, d.log());
+        assertTrue(hit.get(), "the daemon never reached the point to kill it at\n" + r + "--- daemon\n" + d.log());
+        assertFalse(d.process.isAlive());
+        assertEquals(1, r.exit(), r.toString());
+        assertTrue(r.stderr().contains("the process runs on at the source"), r.toString());
+        assertEquals(-1, r.migratedPid(), r.toString());
+        assertEquals(pid, w.pid);
+        assertEquals(0, tracerPid(pid), "detached");
+        assertSourceRunsOnAndDestinationIsClean(w, d);
+        w.assertBeatsOnPast(beat);
+    }
+
+    /** The source verifies and beats on; in the destination namespace only the daemon (if alive) runs, its work dir empty. */
+    private void assertSourceRunsOnAndDestinationIsClean(Workload w, Daemon d) throws Exception {
+        w.assertVerifies();
+        w.assertBeatsOnPast(w.lastBeat());
+        // what a killed daemon had restored must not run on: give the kernel a moment to end it
+        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+        List<Integer> left;
+        while (true) {
+            left = rig.pidsInNamespaces().stream()
+                    .filter(p -> p != w.pid && p != d.pid() && workloads.stream().noneMatch(o -> o.pid == p)).toList();
+            if (left.isEmpty() || System.nanoTime() - deadline > 0) {
+                break;
+            }
+            Thread.sleep(50);
+        }
+        List<String> described = left.stream().map(JarRig::describe).toList();
+        left.forEach(Stubs::sigkill); // so that the next test starts clean
+        assertEquals(List.of(), described, "left running in the namespaces");
+        if (d.process.isAlive()) {
+            d.assertWorkDirEmptySoon();
+        }
+    }
+
+    static int tracerPid(int pid) throws IOException {
+        for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+            if (l.startsWith("TracerPid:")) {
+                return Integer.parseInt(l.substring(10).trim());
+            }
+        }
+        return -1;
+    }
+}
