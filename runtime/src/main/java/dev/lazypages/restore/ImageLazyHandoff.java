@@ -93,6 +93,42 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
         });
     }
 
+    /** See {@link LazyHandoff#startWarm}: the server reads only {@code missing} (no image is opened). */
+    @Override
+    public synchronized void startWarm(int pid, Userfaultfd uffd, List<Region> regions, LazySource missing) {
+        LazySource served = missing != null ? missing : new NothingStored(Math.toIntExact(dev.lazypages.ffm.Posix.pageSize()));
+        try {
+            remotePages = served.storedRuns().stream().mapToLong(LazySource.Run::nrPages).sum();
+            List<AddressRange> ranges = regions.stream().map(r -> new AddressRange(r.start(), r.end())).toList();
+            server = new LazyPageServer(uffd, ranges, served, serverOptions.withTargetPid(pid)).start();
+        } catch (RuntimeException e) {
+            if (server == null) {
+                uffd.close();
+            }
+            throw e;
+        }
+        server.completion().whenComplete((stats, err) -> {
+            if (err != null) {
+                completion.completeExceptionally(err);
+            } else {
+                completion.complete(stats);
+            }
+        });
+    }
+
+    /** A source with no stored page: every fault is a page never populated. */
+    private record NothingStored(int pageSize) implements LazySource {
+        @Override
+        public List<Run> storedRuns() {
+            return List.of();
+        }
+
+        @Override
+        public void readPages(long vaddr, int nrPages, dev.lazypages.ffm.PageBuffer dst, long dstOffset) {
+            throw new IllegalArgumentException("no page is stored here (0x" + Long.toHexString(vaddr) + ")");
+        }
+    }
+
     /** Pages served from the remote source (REMOTE runs of the image); 0 without. */
     public synchronized long remotePages() {
         return remotePages;
