@@ -114,7 +114,8 @@ public final class MigrationDestination {
     private static final Duration POLL = Duration.ofMillis(200);
 
     /** The warm process being built (pre-copy, hybrid), on its builder thread; null before round 1. */
-    private WarmRestore warm;
+    private volatile WarmRestore warm;
+    /** Null until round 1 arrives (pre-copy, hybrid); then every round is applied on it in order. */
     private ExecutorService builder;
     private CompletableFuture<Void> building = CompletableFuture.completedFuture(null);
     private final Map<String, Double> phases = java.util.Collections.synchronizedMap(new LinkedHashMap<>());
@@ -198,7 +199,7 @@ public final class MigrationDestination {
             if (freezeSeen != 0) {
                 phases.put("freeze to restore request", (d0 - freezeSeen) / 1e6);
             }
-            if (warm != null) {
+            if (builder != null) {
                 step = "warm: wait for the rounds";
                 try {
                     building.join();
@@ -353,9 +354,10 @@ public final class MigrationDestination {
                 o.fault().check(DestinationFault.ROUND_APPLIED);
             }
             double ms = (System.nanoTime() - t) / 1e6;
-            synchronized (phases) {
-                phases.put("warm: round " + round, ms);
-            }
+            long[] io = warm.pageNanos();
+            phases.put("warm: round " + round, ms);
+            phases.put("warm: rounds read pages", io[0] / 1e6);
+            phases.put("warm: rounds write pages", io[1] / 1e6);
             say("warm: round %d applied in %.0f ms (pid %d)", round, ms, warm.pid());
         }, builder);
     }

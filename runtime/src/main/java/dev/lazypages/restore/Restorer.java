@@ -171,7 +171,7 @@ public final class Restorer {
      *
      * @param pid          its new pid
      * @param threads      threads restored
-     * @param bytesWritten page bytes written eagerly
+     * @param bytesWritten page bytes written eagerly by this restore (warm: at the freeze only, not by the rounds)
      * @param lazyBytes    bytes of memory left to the page server (0 when eager)
      * @param millis       wall time of the restore, from opening the image to detach
      * @param remoteBytesFetched bytes of REMOTE pages fetched from {@link Options#remote} before the
@@ -210,29 +210,15 @@ public final class Restorer {
             openImage();
             if (opts.warm() != null) {
                 sk = opts.warm().takeSkeleton(this::step);
-                pid = sk.pid;
-                step("apply the final image");
-                remoteBytesFetched = opts.warm().applyFinal(reader, proc, opts.lazy(), opts.remote());
             } else {
                 sk = Skeleton.spawn(opts.stub(), proc.getVmasList(), this::step);
-                pid = sk.pid;
-                sk.applyLayout(proc.getVmasList(), v -> !(opts.lazy() && Skeleton.isPrivateAnon(v)) && hasStoredPages(v));
-                writePages();
             }
-            if (opts.lazy()) {
-                registerLazy();
-            }
-            sk.finalProtections();
-            setMm();
-            restoreFiles();
-            restoreSignals();
-            // the server must run before rseq registration: the kernel writes the rseq areas
-            // (TLS, in registered memory) on the way back from the injected call
-            startHandoff();
-            // every thread's steps in one go on the tracer thread (no hand-over per call)
-            sk.tracer.run(() -> restoreThreads(createThreads()));
+            pid = sk.pid;
+            // everything from here on the tracer thread: no hand-over per injected call
+            sk.onTracer(this::rebuild);
             sk.detach();
-            return new Result(pid, proc.getThreadsCount(), sk.bytesWritten(), lazyBytes,
+            long written = sk.bytesWritten() - (opts.warm() != null ? opts.warm().bytesWritten() : 0);
+            return new Result(pid, proc.getThreadsCount(), written, lazyBytes,
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0), remoteBytesFetched, remotePages);
         } catch (RestoreException e) {
             abort();
@@ -247,6 +233,28 @@ public final class Restorer {
         } finally {
             closeReader();
         }
+    }
+
+    /** Memory (the skeleton's layout and pages, or the final image's changes to the warm one), then the process state. */
+    private void rebuild() throws Exception {
+        if (opts.warm() != null) {
+            step("apply the final image");
+            remoteBytesFetched = opts.warm().applyFinal(reader, proc, opts.lazy(), opts.remote());
+        } else {
+            sk.applyLayout(proc.getVmasList(), v -> !(opts.lazy() && Skeleton.isPrivateAnon(v)) && hasStoredPages(v));
+            writePages();
+        }
+        if (opts.lazy()) {
+            registerLazy();
+        }
+        sk.finalProtections();
+        setMm();
+        restoreFiles();
+        restoreSignals();
+        // the server must run before rseq registration: the kernel writes the rseq areas
+        // (TLS, in registered memory) on the way back from the injected call
+        startHandoff();
+        restoreThreads(createThreads());
     }
 
     private void step(String name) {

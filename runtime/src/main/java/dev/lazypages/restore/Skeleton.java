@@ -51,6 +51,8 @@ final class Skeleton {
     private static final int NR_OPEN = 2;
     private static final int NR_MREMAP = 25;
     private static final int NR_MADVISE = 28;
+    private static final int NR_PIDFD_OPEN = 434;
+    private static final int NR_PROCESS_MADVISE = 440;
     private static final int MADV_DONTNEED = 4;
     private static final int MAP_GROWSDOWN = 0x100;
     private static final int MAP_FIXED_NOREPLACE = 0x100000;
@@ -58,10 +60,14 @@ final class Skeleton {
     private static final int MREMAP_FIXED = 2;
     private static final int O_CLOEXEC = 02000000;
     private static final int SIGKILL = 9;
-    /** Scratch area: two paths of PATH_MAX, or the prctl_mm_map struct and auxv. */
-    static final long SCRATCH_BYTES = 3 * 4096;
-    /** Pages written per process_vm_writev batch. */
-    private static final int WRITE_BATCH_BYTES = 32 << 20;
+    /** Scratch area: {@link #PUT_BYTES} for {@link #put} (two paths of PATH_MAX, or the prctl_mm_map struct and auxv), then iovecs. */
+    static final long SCRATCH_BYTES = 8 * 4096;
+    private static final long PUT_BYTES = 3 * 4096;
+    /** Where in the scratch area {@link #drop} puts the iovecs of one process_madvise (1024 = UIO_MAXIOV of them). */
+    private static final long IOV_OFFSET = 4 * 4096;
+    private static final int IOV_MAX = 1024;
+    /** Pages written per process_vm_writev batch (two buffers: one filled while the other is written). */
+    private static final int WRITE_BATCH_BYTES = 16 << 20;
     private static final long SPAWN_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(5);
 
     /** The smaps VmFlags the dumper records, and the madvise(2) advice that sets each again. */
@@ -94,7 +100,13 @@ final class Skeleton {
     private List<Mapped> layout = new ArrayList<>();
     private PageRanges have = PageRanges.EMPTY;
     private long bytesWritten;
-    private PageBuffer buffer;
+    /** Time spent filling buffers (reading the image or the source) and writing them into the process. */
+    private volatile long fillNanos;
+    private long writeNanos;
+    private final PageBuffer[] buffers = new PageBuffer[2];
+    private java.util.concurrent.ExecutorService filler;
+    /** Whether process_madvise(MADV_DONTNEED) works here on a process's own memory (Linux 6.13+); else one madvise per run. */
+    private boolean processMadvise = true;
 
     private Skeleton(Consumer<String> step) {
         this.step = step;
@@ -136,6 +148,16 @@ final class Skeleton {
     /** Bytes written into the process so far. */
     long bytesWritten() {
         return bytesWritten;
+    }
+
+    /** Time spent reading page contents for {@link #write} so far. */
+    long fillNanos() {
+        return fillNanos;
+    }
+
+    /** Time spent in process_vm_writev so far. */
+    long writeNanos() {
+        return writeNanos;
     }
 
     /** The pages whose content is the latest of the image chain applied so far. */
@@ -248,7 +270,7 @@ final class Skeleton {
     /** Writes {@code data} into the scratch area (16-byte aligned) and returns its address there. */
     long put(byte[] data) {
         long at = (scratchUsed + 15) & -16L;
-        if (at + data.length > SCRATCH_BYTES) {
+        if (at + data.length > PUT_BYTES) {
             at = 0;
         }
         RemoteMemory.write(pid, scratch + at, data);
@@ -528,25 +550,73 @@ final class Skeleton {
 
     // ---- pages ----
 
-    /** Discards the pages of {@code ranges} (MADV_DONTNEED): anonymous memory reads zero again, file mappings the file. */
+    /**
+     * Discards the pages of {@code ranges} (MADV_DONTNEED): anonymous memory reads zero again (or,
+     * registered with userfaultfd, faults), file mappings the file. In batches of 1024 runs: one
+     * process_madvise(2) injected into the process on its own pidfd (allowed for any advice on
+     * one's own memory since Linux 6.13), else one injected madvise(2) per run.
+     */
     void drop(PageRanges ranges) {
-        for (PageRanges.Run r : ranges) {
-            step("drop stale pages " + hex(r.start()) + "-" + hex(r.end()));
-            main.call("madvise", NR_MADVISE, r.start(), r.bytes(), MADV_DONTNEED);
+        if (ranges.isEmpty()) {
+            return;
+        }
+        step("drop stale pages (" + ranges.runCount() + " runs, " + ranges.pageCount() + " pages)");
+        int from = 0;
+        if (processMadvise && ranges.runCount() > 2) {
+            long pfd = main.call("pidfd_open", NR_PIDFD_OPEN, pid, 0);
+            try {
+                while (from < ranges.runCount()) {
+                    int n = Math.min(IOV_MAX, ranges.runCount() - from);
+                    ByteBuffer iov = ByteBuffer.allocate(n * 16).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                    long want = 0;
+                    for (int i = 0; i < n; i++) {
+                        PageRanges.Run r = ranges.run(from + i);
+                        iov.putLong(r.start()).putLong(r.bytes());
+                        want += r.bytes();
+                    }
+                    RemoteMemory.write(pid, scratch + IOV_OFFSET, iov.array());
+                    long done;
+                    try {
+                        done = main.call("process_madvise", NR_PROCESS_MADVISE, pfd, scratch + IOV_OFFSET, n, MADV_DONTNEED, 0);
+                    } catch (SyscallException e) {
+                        if (from == 0 && (e.errno() == Errno.EINVAL || e.errno() == Errno.ENOSYS)) {
+                            processMadvise = false; // an older kernel: one madvise per run below
+                            break;
+                        }
+                        throw e;
+                    }
+                    if (done != want) {
+                        throw new IllegalStateException("process_madvise(MADV_DONTNEED) advised " + done + " of " + want
+                                + " bytes from " + hex(ranges.start(from)));
+                    }
+                    from += n;
+                }
+            } finally {
+                main.close((int) pfd);
+            }
+        }
+        for (int i = from; i < ranges.runCount(); i++) {
+            main.call("madvise", NR_MADVISE, ranges.start(i), ranges.end(i) - ranges.start(i), MADV_DONTNEED);
         }
         have = have.subtract(ranges);
     }
 
-    /** Writes the pages of {@code ranges}, their content from {@code fill}, and adds them to {@link #have()}. */
+    /** One process_vm_writev's worth: ranges of the process, their bytes one after another in a buffer. */
+    private record Batch(long[] addrs, long[] lens) {
+    }
+
+    /**
+     * Writes the pages of {@code ranges}, their content from {@code fill}, and adds them to
+     * {@link #have()}. In batches of {@link #WRITE_BATCH_BYTES}: while one is written
+     * (process_vm_writev) the next is filled on another thread.
+     */
     void write(PageRanges ranges, PageFill fill) throws IOException {
         if (ranges.isEmpty()) {
             return;
         }
         int maxPages = WRITE_BATCH_BYTES / ps;
-        if (buffer == null) {
-            buffer = PageBuffer.allocate(maxPages);
-        }
-        List<long[]> batch = new ArrayList<>();
+        List<Batch> batches = new ArrayList<>();
+        List<long[]> cur = new ArrayList<>();
         int used = 0;
         for (PageRanges.Run r : ranges) {
             long addr = r.start();
@@ -554,47 +624,149 @@ final class Skeleton {
             while (left > 0) {
                 int n = (int) Math.min(left, maxPages - used);
                 if (n == 0) {
-                    flush(batch);
+                    batches.add(batch(cur));
                     used = 0;
                     continue;
                 }
-                fill.fill(addr, n, buffer, (long) used * ps);
-                batch.add(new long[] {addr, (long) n * ps});
+                cur.add(new long[] {addr, (long) n * ps});
                 used += n;
                 addr += (long) n * ps;
                 left -= n;
             }
         }
-        flush(batch);
+        batches.add(batch(cur));
+        for (int i = 0; i < Math.min(2, batches.size()); i++) {
+            if (buffers[i] == null) {
+                buffers[i] = PageBuffer.allocate(maxPages);
+            }
+        }
+        if (batches.size() == 1) {
+            fillBatch(batches.getFirst(), fill, buffers[0]);
+            flush(batches.getFirst(), buffers[0]);
+        } else {
+            if (filler == null) {
+                filler = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+                    Thread t = new Thread(r, "lp-skeleton-fill-" + pid);
+                    t.setDaemon(true);
+                    return t;
+                });
+            }
+            java.util.concurrent.Future<?> next = fillAsync(batches.getFirst(), fill, buffers[0]);
+            for (int k = 0; k < batches.size(); k++) {
+                await(next);
+                if (k + 1 < batches.size()) {
+                    next = fillAsync(batches.get(k + 1), fill, buffers[(k + 1) & 1]);
+                }
+                try {
+                    flush(batches.get(k), buffers[k & 1]);
+                } catch (RuntimeException e) {
+                    next.cancel(false);
+                    throw e;
+                }
+            }
+        }
         have = have.union(ranges);
     }
 
-    private void flush(List<long[]> batch) {
-        if (batch.isEmpty()) {
-            return;
-        }
-        long[] addrs = new long[batch.size()];
-        long[] lens = new long[batch.size()];
-        long total = 0;
+    private static Batch batch(List<long[]> ranges) {
+        long[] addrs = new long[ranges.size()];
+        long[] lens = new long[ranges.size()];
         for (int i = 0; i < addrs.length; i++) {
-            addrs[i] = batch.get(i)[0];
-            lens[i] = batch.get(i)[1];
-            total += lens[i];
+            addrs[i] = ranges.get(i)[0];
+            lens[i] = ranges.get(i)[1];
         }
-        long n = ProcessMemory.writev(pid, addrs, lens, addrs.length, buffer, 0);
-        if (n != total) {
-            throw new IllegalStateException("process_vm_writev wrote " + n + " of " + total + " bytes (from "
-                    + hex(addrs[0]) + "): a page run lies outside the restored mappings");
-        }
-        bytesWritten += total;
-        batch.clear();
+        ranges.clear();
+        return new Batch(addrs, lens);
     }
 
-    /** Frees the page buffer (the skeleton stays). */
+    private void fillBatch(Batch b, PageFill fill, PageBuffer buf) throws IOException {
+        long t0 = System.nanoTime();
+        long off = 0;
+        for (int i = 0; i < b.addrs().length; i++) {
+            fill.fill(b.addrs()[i], (int) (b.lens()[i] / ps), buf, off);
+            off += b.lens()[i];
+        }
+        fillNanos += System.nanoTime() - t0; // one filler at a time: the caller waits for it before the next
+    }
+
+    private java.util.concurrent.Future<?> fillAsync(Batch b, PageFill fill, PageBuffer buf) {
+        return filler.submit(() -> {
+            fillBatch(b, fill, buf);
+            return null;
+        });
+    }
+
+    private static void await(java.util.concurrent.Future<?> f) throws IOException {
+        try {
+            f.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted while reading pages");
+        } catch (java.util.concurrent.ExecutionException e) {
+            throw rethrow(e.getCause());
+        }
+    }
+
+    /** {@code c} as it is when unchecked or an IOException (returned to be thrown), else wrapped. */
+    private static IOException rethrow(Throwable c) {
+        if (c instanceof IOException io) {
+            return io;
+        }
+        if (c instanceof RuntimeException r) {
+            throw r;
+        }
+        if (c instanceof Error err) {
+            throw err;
+        }
+        throw new IllegalStateException(c.getMessage(), c);
+    }
+
+    private void flush(Batch b, PageBuffer buf) {
+        long total = 0;
+        for (long len : b.lens()) {
+            total += len;
+        }
+        long t0 = System.nanoTime();
+        long n = ProcessMemory.writev(pid, b.addrs(), b.lens(), b.addrs().length, buf, 0);
+        writeNanos += System.nanoTime() - t0;
+        if (n != total) {
+            throw new IllegalStateException("process_vm_writev wrote " + n + " of " + total + " bytes (from "
+                    + hex(b.addrs()[0]) + "): a page run lies outside the restored mappings");
+        }
+        bytesWritten += total;
+    }
+
+    /** Frees the page buffers and the filling thread (the skeleton stays). */
     void releaseBuffer() {
-        if (buffer != null) {
-            buffer.close();
-            buffer = null;
+        for (int i = 0; i < buffers.length; i++) {
+            if (buffers[i] != null) {
+                buffers[i].close();
+                buffers[i] = null;
+            }
+        }
+        if (filler != null) {
+            filler.shutdownNow();
+            filler = null;
+        }
+    }
+
+    /** Work for {@link #onTracer}. */
+    interface TracerWork {
+        void run() throws Exception;
+    }
+
+    /**
+     * Runs {@code w} on the tracer thread: every injected system call and ptrace request in it
+     * goes without a hand-over between threads. Its exceptions come out as they are.
+     */
+    void onTracer(TracerWork w) throws IOException {
+        try {
+            tracer.call(() -> {
+                w.run();
+                return null;
+            });
+        } catch (java.util.concurrent.CompletionException e) {
+            throw rethrow(e.getCause());
         }
     }
 

@@ -111,7 +111,7 @@ public final class WarmRestore implements AutoCloseable {
                 }
                 sk = Skeleton.spawn(stub, p.getVmasList(), this::step);
             }
-            apply(r, p, false, false, null);
+            sk.onTracer(() -> apply(r, p, false, false, null)); // no hand-over per injected call
             rounds++;
         } catch (RestoreException e) {
             throw e;
@@ -184,7 +184,7 @@ public final class WarmRestore implements AutoCloseable {
         if (!stale.isEmpty()) {
             sk.drop(stale);
         }
-        step("write pages");
+        step(fin ? "write final pages" : "write pages");
         int ps = sk.ps;
         long before = sk.bytesWritten();
         sk.write(stored, (addr, n, buf, off) -> r.readPages(imagePid, addr, n, Skeleton.view(buf, off, n, ps)));
@@ -200,7 +200,9 @@ public final class WarmRestore implements AutoCloseable {
                 fetched = fetch.byteCount();
             }
         }
-        bytesWritten += sk.bytesWritten() - before;
+        if (!fin) {
+            bytesWritten += sk.bytesWritten() - before;
+        }
         return fetched;
     }
 
@@ -254,6 +256,11 @@ public final class WarmRestore implements AutoCloseable {
         long fetched = apply(r, p, true, lazy, remote);
         sk.releaseBuffer();
         return fetched;
+    }
+
+    /** Time the rounds spent reading pages (image files) and writing them into the process, in ns: {read, write}. */
+    public long[] pageNanos() {
+        return sk == null ? new long[2] : new long[] {sk.fillNanos(), sk.writeNanos()};
     }
 
     /** Rounds applied so far. */
