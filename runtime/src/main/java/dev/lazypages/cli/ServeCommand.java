@@ -1,5 +1,6 @@
 package dev.lazypages.cli;
 
+import dev.lazypages.migrate.DestinationFault;
 import dev.lazypages.migrate.MigrationDestination;
 import dev.lazypages.migrate.ServeDaemon;
 import java.io.PrintWriter;
@@ -52,6 +53,10 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--stub", paramLabel = "PATH", description = "The lp-stub binary or its directory (default: as for restore).")
     private Path stub;
 
+    /** Fault injection for the failure tests (issue 7): hidden from --help. */
+    @Option(names = "--inject-fault", hidden = true, paramLabel = "STEP")
+    private String injectFault;
+
     private final CountDownLatch stop = new CountDownLatch(1);
 
     /** Makes {@link #call} return (the daemon closes); SIGTERM and SIGINT do the same. */
@@ -62,6 +67,12 @@ public final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
+        DestinationFault fault;
+        try {
+            fault = injectFault != null ? DestinationFault.parse(injectFault) : DestinationFault.NONE;
+        } catch (IllegalArgumentException e) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--inject-fault: " + e.getMessage());
+        }
         Path work = workDir != null ? workDir : Files.createTempDirectory("lazy-pages-serve-");
         MigrationDestination.Options d = new MigrationDestination.Options(work, stub, reportDir, keep, null, null, null, null,
                 null, line -> {
@@ -69,7 +80,7 @@ public final class ServeCommand implements Callable<Integer> {
                         out.println(line);
                         out.flush();
                     }
-                });
+                }).withFault(fault);
         try (ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(MigrateCommand.parse(listen), token, d))) {
             Thread hook = new Thread(stop::countDown, "serve-shutdown");
             Runtime.getRuntime().addShutdownHook(hook);

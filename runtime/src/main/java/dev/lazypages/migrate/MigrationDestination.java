@@ -127,6 +127,7 @@ public final class MigrationDestination {
         String step = "pre-check";
         int restored = -1;
         boolean committed = false;
+        boolean pagesDone = false;
         ImageLazyHandoff handoff = null;
         PagePlane.Client client = null;
         try {
@@ -282,6 +283,7 @@ public final class MigrationDestination {
                     say("every page in: %s", s);
                 }
                 rep.postcopyMs = (System.nanoTime() - runningAt) / 1e6;
+                pagesDone = true; // every page is here: from now on the source may end its original
                 if (client != null) {
                     client.done();
                 }
@@ -304,11 +306,10 @@ public final class MigrationDestination {
             rep.outcome = committed ? "failed-after-commit" : "failed";
             rep.error = step + ": " + MigrationSource.message(e);
             say("%s", rep.error);
-            boolean incomplete = handoff != null && !handoff.completion().isDone();
-            if (restored > 0 && (!committed || incomplete)) {
-                // Before Commit the source resumes its own copy; after it, a copy whose post-copy
-                // failed cannot go on (its missing pages will never come) and the source, which
-                // still holds its frozen original, resumes that: never two copies, never none.
+            if (restored > 0 && !pagesDone) {
+                // Before Commit the source resumes its own copy; after it, until every page is
+                // here, the source still holds its frozen original and resumes it on Failed (a
+                // copy whose post-copy failed cannot go on): never two copies, never none.
                 kill(restored);
                 say("killed restored pid %d (%s)", restored, committed ? "post-copy failed" : "no Commit");
                 rep.error += "; the restored copy (pid " + restored + ") was killed";

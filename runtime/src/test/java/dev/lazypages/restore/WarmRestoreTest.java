@@ -1,0 +1,175 @@
+package dev.lazypages.restore;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lazypages.dump.DumpOptions;
+import dev.lazypages.dump.FrozenProcess;
+import dev.lazypages.dump.PreCopySession;
+import dev.lazypages.ffm.Posix;
+import dev.lazypages.ffm.testing.Requires;
+import dev.lazypages.ffm.testing.Stubs;
+import dev.lazypages.lazy.LazyStats;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * The warm destination on its own: the mapper workload changes its layout between pre-copy
+ * rounds (mmap, page writes, munmap, mremap, brk up and down), each round is applied to one
+ * process built from round 1, and after the final image the restored process has exactly the
+ * source's layout and memory, and runs.
+ */
+@org.junit.jupiter.api.Timeout(120)
+class WarmRestoreTest {
+    private static final Duration TIMEOUT = Duration.ofSeconds(10);
+    private static final long PS = Posix.pageSize();
+
+    @TempDir
+    Path tmp;
+
+    @BeforeEach
+    void needs() {
+        Requires.root();
+        Requires.ptrace();
+        Requires.userfaultfd();
+        Requires.pagemapScan();
+    }
+
+    @ParameterizedTest(name = "lazy={0}")
+    @ValueSource(booleans = {false, true})
+    void followsEveryLayoutChangeBetweenRoundsAndEndsAsTheSource(boolean lazy) throws Exception {
+        try (Stubs.Running m = Stubs.spawn("mapper")) {
+            m.awaitLine(l -> l.startsWith("BASE "), TIMEOUT);
+            FrozenProcess f;
+            WarmRestore warm;
+            List<String> steps = new ArrayList<>();
+            try (PreCopySession s = PreCopySession.start(m.pid(), "auto", null)) {
+                s.preDump(tmp.resolve("1"));
+                warm = WarmRestore.start(tmp.resolve("1"), null, steps::add);
+                assertTrue(steps.stream().anyMatch(l -> l.startsWith("spawn lp-stub")), steps.toString());
+                int skeleton = warm.pid();
+                assertTrue(Stubs.isAlive(skeleton), "the skeleton exists while the source runs");
+                // steps 1..5 (mmap, write, munmap, mremap, brk up): one round after each
+                for (int step = 1; step <= 5; step++) {
+                    step(m, step);
+                    s.preDump(tmp.resolve(Integer.toString(step + 1)));
+                    warm.applyRound(tmp.resolve(Integer.toString(step + 1)));
+                }
+                assertEquals(6, warm.rounds());
+                assertEquals(skeleton, warm.pid(), "one process, updated round by round");
+                step(m, 6); // brk down: the final image has one more layout change
+                f = s.finalDumpLazy(DumpOptions.of(tmp.resolve("final")));
+            }
+            try (f; warm) {
+                Map<String, String> want = snapshot(m.pid());
+                Restorer.Options o = Restorer.Options.eager(tmp.resolve("final")).withWarm(warm)
+                        .withRemote(new FrozenProcessSource(f));
+                ImageLazyHandoff h = lazy ? new ImageLazyHandoff() : null;
+                if (lazy) {
+                    o = o.withLazy(h);
+                }
+                Restorer.Result r = Restorer.restore(o);
+                assertEquals(warm.pid(), r.pid(), "the restore ran the warm process");
+                try {
+                    if (lazy) {
+                        LazyStats st = h.completion().get(30, TimeUnit.SECONDS);
+                        System.out.println("post-copy: " + st);
+                    }
+                    assertTrue(r.bytesWritten() <= 16 * PS, "at the freeze only the final dirty pages are written, not "
+                            + r.bytesWritten() + " bytes (the rounds wrote " + warm.bytesWritten() + ")");
+                    assertTrue(warm.bytesWritten() >= 16 * PS, "the rounds wrote the pages: " + warm.bytesWritten());
+                    assertEquals(want, snapshot(r.pid()), "layout and memory as at the source's freeze");
+                    f.commitAndKill();
+                    Posix.kill(r.pid(), Posix.SIGUSR1);
+                    Stubs.awaitMatches(r.pid(), m.log(), "restored mapper", l -> l.startsWith("IDLE step=7"), 1, TIMEOUT, 20);
+                } finally {
+                    Stubs.kill(r.pid(), TIMEOUT);
+                    if (h != null) {
+                        h.close();
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void closedBeforeTheRestoreLeavesNothingBehind() throws Exception {
+        try (Stubs.Running m = Stubs.spawn("mapper")) {
+            m.awaitLine(l -> l.startsWith("BASE "), TIMEOUT);
+            try (PreCopySession s = PreCopySession.start(m.pid(), "auto", null)) {
+                s.preDump(tmp.resolve("1"));
+                WarmRestore warm = WarmRestore.start(tmp.resolve("1"), null, null);
+                int pid = warm.pid();
+                assertTrue(Stubs.isAlive(pid));
+                warm.close();
+                Stubs.awaitDead(pid, TIMEOUT);
+                assertFalse(Stubs.isAlive(pid));
+            }
+            m.signal(Posix.SIGUSR1);
+            m.awaitLine(l -> l.startsWith("STEP 1 "), TIMEOUT); // the source runs on
+        }
+    }
+
+    private static void step(Stubs.Running m, int step) {
+        m.signal(Posix.SIGUSR1);
+        m.awaitLine(l -> l.startsWith("STEP " + step + " "), TIMEOUT);
+    }
+
+    /**
+     * The process's mappings (adjacent ones with the same protection and file coalesced: the
+     * kernel may merge differently) and a digest of each one's memory; [vvar*] and [vsyscall]
+     * are not read.
+     */
+    private static Map<String, String> snapshot(int pid) throws IOException, NoSuchAlgorithmException {
+        List<String[]> regions = new ArrayList<>(); // start, end, perms, path
+        for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/maps"))) {
+            String[] w = l.trim().split("\\s+", 6);
+            String[] range = w[0].split("-");
+            String path = w.length > 5 ? w[5] : "";
+            String[] last = regions.isEmpty() ? null : regions.getLast();
+            if (last != null && last[1].equals(range[0]) && last[2].equals(w[1]) && last[3].equals(path)) {
+                last[1] = range[1];
+            } else {
+                regions.add(new String[] {range[0], range[1], w[1], path});
+            }
+        }
+        Map<String, String> out = new LinkedHashMap<>();
+        try (RandomAccessFile mem = new RandomAccessFile("/proc/" + pid + "/mem", "r")) {
+            for (String[] r : regions) {
+                String key = r[0] + "-" + r[1] + " " + r[2] + " " + r[3];
+                if (r[3].startsWith("[vvar") || r[3].equals("[vsyscall]")) {
+                    out.put(key, "-");
+                    continue;
+                }
+                long start = Long.parseUnsignedLong(r[0], 16);
+                long end = Long.parseUnsignedLong(r[1], 16);
+                MessageDigest d = MessageDigest.getInstance("SHA-256");
+                byte[] page = new byte[(int) PS];
+                for (long a = start; a < end; a += PS) {
+                    mem.seek(a);
+                    mem.readFully(page);
+                    d.update(page);
+                }
+                out.put(key, HexFormat.of().formatHex(d.digest()).substring(0, 16));
+            }
+        }
+        return out;
+    }
+}
