@@ -114,7 +114,7 @@ public final class MigrationDestination {
     private static final Duration POLL = Duration.ofMillis(200);
 
     /** The warm process being built (pre-copy, hybrid), on its builder thread; null before round 1. */
-    private volatile WarmRestore warm;
+    private WarmRestore warm;
     /** Null until round 1 arrives (pre-copy, hybrid); then every round is applied on it in order. */
     private ExecutorService builder;
     private CompletableFuture<Void> building = CompletableFuture.completedFuture(null);
@@ -202,6 +202,7 @@ public final class MigrationDestination {
             }
             if (builder != null) {
                 step = "warm: wait for the rounds";
+                warm.hurry(); // what the rounds have not written yet is left to the final image
                 try {
                     building.join();
                 } catch (CompletionException e) {
@@ -345,21 +346,21 @@ public final class MigrationDestination {
                 return t;
             });
         }
+        if (warm == null) {
+            warm = WarmRestore.create(o.stub(), line -> { });
+        }
+        WarmRestore w = warm;
         building = building.thenRunAsync(() -> {
             long t = System.nanoTime();
-            if (warm == null) {
-                warm = WarmRestore.start(roundDir, o.stub(), line -> { });
-                o.fault().check(DestinationFault.SKELETON_BUILT);
-            } else {
-                warm.applyRound(roundDir);
-                o.fault().check(DestinationFault.ROUND_APPLIED);
-            }
+            boolean first = w.pid() < 0;
+            w.applyRound(roundDir);
+            o.fault().check(first ? DestinationFault.SKELETON_BUILT : DestinationFault.ROUND_APPLIED);
             double ms = (System.nanoTime() - t) / 1e6;
-            long[] io = warm.pageNanos();
+            long[] io = w.pageNanos();
             phases.put("warm: round " + round, ms);
             phases.put("warm: rounds read pages", io[0] / 1e6);
             phases.put("warm: rounds write pages", io[1] / 1e6);
-            say("warm: round %d applied in %.0f ms (pid %d)", round, ms, warm.pid());
+            say("warm: round %d applied in %.0f ms (pid %d)", round, ms, w.pid());
         }, builder);
     }
 
@@ -377,6 +378,9 @@ public final class MigrationDestination {
 
     /** Stops the builder and kills the warm process unless the restore took it over. */
     private void stopBuilder() {
+        if (warm != null) {
+            warm.hurry(); // a round being written stops at its next batch
+        }
         if (builder != null) {
             builder.shutdownNow();
             try {

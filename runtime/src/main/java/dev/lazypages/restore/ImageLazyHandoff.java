@@ -25,6 +25,7 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
     private ImageLazySource source;
     private LazyPageServer server;
     private long remotePages;
+    private AutoCloseable warmResources;
     private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
 
     public ImageLazyHandoff() {
@@ -93,21 +94,26 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
         });
     }
 
-    /** See {@link LazyHandoff#startWarm}: the server reads only {@code missing} (no image is opened). */
+    /** See {@link LazyHandoff#startWarm}: the server reads only {@code missing} (no image is opened here). */
     @Override
-    public synchronized void startWarm(int pid, Userfaultfd uffd, List<Region> regions, LazySource missing) {
+    public synchronized void startWarm(int pid, Userfaultfd uffd, List<Region> regions, LazySource missing,
+                                       AutoCloseable resources) {
         LazySource served = missing != null ? missing : new NothingStored(Math.toIntExact(dev.lazypages.ffm.Posix.pageSize()));
+        warmResources = resources;
         try {
-            remotePages = served.storedRuns().stream().mapToLong(LazySource.Run::nrPages).sum();
+            remotePages = missing instanceof CompositeLazySource c ? c.remotePages()
+                    : served.storedRuns().stream().mapToLong(LazySource.Run::nrPages).sum();
             List<AddressRange> ranges = regions.stream().map(r -> new AddressRange(r.start(), r.end())).toList();
             server = new LazyPageServer(uffd, ranges, served, serverOptions.withTargetPid(pid)).start();
         } catch (RuntimeException e) {
             if (server == null) {
                 uffd.close();
             }
+            closeSources();
             throw e;
         }
         server.completion().whenComplete((stats, err) -> {
+            closeSources();
             if (err != null) {
                 completion.completeExceptionally(err);
             } else {
@@ -140,6 +146,14 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
     }
 
     private synchronized void closeSources() {
+        if (warmResources != null) {
+            try {
+                warmResources.close();
+            } catch (Exception ignored) {
+                // read-only files
+            }
+            warmResources = null;
+        }
         if (source != null) {
             source.close();
             source = null;

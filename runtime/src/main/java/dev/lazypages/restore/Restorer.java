@@ -575,7 +575,11 @@ public final class Restorer {
         uffd = null; // the handoff owns it now
         if (opts.warm() != null) {
             // every page the source did not leave REMOTE is in the process already
-            opts.handoff().startWarm(pid, u, List.copyOf(lazyRegions), remotePages > 0 ? opts.remote() : null);
+            WarmRestore.Served served = opts.warm().served(reader, remotePages > 0 ? opts.remote() : null);
+            if (served.resources() != null) {
+                reader = null; // the handoff keeps it open while it serves the pages the rounds did not write
+            }
+            opts.handoff().startWarm(pid, u, List.copyOf(lazyRegions), served.source(), served.resources());
         } else {
             opts.handoff().start(pid, proc.getPid(), opts.imagesDir(), u, List.copyOf(lazyRegions),
                     remotePages > 0 ? opts.remote() : null);

@@ -99,6 +99,8 @@ final class Skeleton {
     private boolean stubTextMapped = true;
     private List<Mapped> layout = new ArrayList<>();
     private PageRanges have = PageRanges.EMPTY;
+    /** A superset of the pages populated in the process (written, not dropped or unmapped since). */
+    private PageRanges populated = PageRanges.EMPTY;
     private long bytesWritten;
     /** Time spent filling buffers (reading the image or the source) and writing them into the process. */
     private volatile long fillNanos;
@@ -163,6 +165,16 @@ final class Skeleton {
     /** The pages whose content is the latest of the image chain applied so far. */
     PageRanges have() {
         return have;
+    }
+
+    /** Pages that may be populated (with the right content or not): everything written, less what was dropped or unmapped. */
+    PageRanges populated() {
+        return populated;
+    }
+
+    /** The content of {@code ranges} is about to change: until rewritten, those pages are no longer right. */
+    void forget(PageRanges ranges) {
+        have = have.subtract(ranges);
     }
 
     // ---- the stub ----
@@ -439,6 +451,7 @@ final class Skeleton {
                 main.munmap(r.start(), r.bytes());
             }
             have = have.subtract(gone);
+            populated = populated.subtract(gone);
         }
         // 2. map what is new, re-protect what stayed
         List<Mapped> next = new ArrayList<>(want.size());
@@ -599,6 +612,7 @@ final class Skeleton {
             main.call("madvise", NR_MADVISE, ranges.start(i), ranges.end(i) - ranges.start(i), MADV_DONTNEED);
         }
         have = have.subtract(ranges);
+        populated = populated.subtract(ranges);
     }
 
     /** One process_vm_writev's worth: ranges of the process, their bytes one after another in a buffer. */
@@ -611,8 +625,18 @@ final class Skeleton {
      * (process_vm_writev) the next is filled on another thread.
      */
     void write(PageRanges ranges, PageFill fill) throws IOException {
+        write(ranges, fill, () -> false);
+    }
+
+    /**
+     * {@link #write}, stopping between two batches once {@code stop} says so (what was written
+     * by then is in {@link #have()}, the rest not).
+     *
+     * @return whether every page was written
+     */
+    boolean write(PageRanges ranges, PageFill fill, java.util.function.BooleanSupplier stop) throws IOException {
         if (ranges.isEmpty()) {
-            return;
+            return true;
         }
         int maxPages = WRITE_BATCH_BYTES / ps;
         List<Batch> batches = new ArrayList<>();
@@ -641,6 +665,9 @@ final class Skeleton {
             }
         }
         if (batches.size() == 1) {
+            if (stop.getAsBoolean()) {
+                return false;
+            }
             fillBatch(batches.getFirst(), fill, buffers[0]);
             flush(batches.getFirst(), buffers[0]);
         } else {
@@ -654,6 +681,9 @@ final class Skeleton {
             java.util.concurrent.Future<?> next = fillAsync(batches.getFirst(), fill, buffers[0]);
             for (int k = 0; k < batches.size(); k++) {
                 await(next);
+                if (stop.getAsBoolean()) {
+                    return false; // the filler is idle: the batch it filled is not written
+                }
                 if (k + 1 < batches.size()) {
                     next = fillAsync(batches.get(k + 1), fill, buffers[(k + 1) & 1]);
                 }
@@ -665,7 +695,7 @@ final class Skeleton {
                 }
             }
         }
-        have = have.union(ranges);
+        return true;
     }
 
     private static Batch batch(List<long[]> ranges) {
@@ -734,6 +764,13 @@ final class Skeleton {
                     + hex(b.addrs()[0]) + "): a page run lies outside the restored mappings");
         }
         bytesWritten += total;
+        PageRanges.Builder done = PageRanges.builder();
+        for (int i = 0; i < b.addrs().length; i++) {
+            done.add(b.addrs()[i], b.addrs()[i] + b.lens()[i]);
+        }
+        PageRanges d = done.build();
+        have = have.union(d);
+        populated = populated.union(d);
     }
 
     /** Frees the page buffers and the filling thread (the skeleton stays). */

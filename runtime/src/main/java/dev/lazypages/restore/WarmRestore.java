@@ -8,6 +8,7 @@ import dev.lazypages.image.proto.PageMapEntry;
 import dev.lazypages.image.proto.Process;
 import dev.lazypages.image.proto.Vma;
 import dev.lazypages.lazy.LazySource;
+import dev.lazypages.lazy.LazySource.Run;
 import dev.lazypages.memory.PageRanges;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -51,6 +52,8 @@ public final class WarmRestore implements AutoCloseable {
     private long roundNanos;
     private long bytesWritten;
     private boolean taken;
+    private volatile boolean hurried;
+    private PageRanges lazyLocal = PageRanges.EMPTY;
     private boolean closed;
 
     private WarmRestore(Path stub, Consumer<String> progress) {
@@ -65,7 +68,7 @@ public final class WarmRestore implements AutoCloseable {
      * @throws RestoreException naming the step that failed (nothing is left running)
      */
     public static WarmRestore start(Path roundDir, Path stub, Consumer<String> progress) {
-        WarmRestore w = new WarmRestore(stub, progress);
+        WarmRestore w = create(stub, progress);
         try {
             w.round(roundDir);
             return w;
@@ -75,7 +78,15 @@ public final class WarmRestore implements AutoCloseable {
         }
     }
 
-    /** Applies the next pre-copy round in {@code roundDir} (its parent is the previous round). */
+    /** A warm restore with nothing built yet: the first {@link #applyRound} builds the process. */
+    public static WarmRestore create(Path stub, Consumer<String> progress) {
+        return new WarmRestore(stub, progress);
+    }
+
+    /**
+     * Applies the next pre-copy round in {@code roundDir} (its parent is the previous round; the
+     * first one builds the process). On failure the process is killed.
+     */
     public void applyRound(Path roundDir) {
         try {
             round(roundDir);
@@ -147,9 +158,14 @@ public final class WarmRestore implements AutoCloseable {
     }
 
     /**
-     * Brings layout and pages to image {@code r}: see the class comment. Final and lazy: REMOTE
-     * pages of private anonymous memory are left absent (dropped when stale), those of private
-     * file mappings fetched from {@code remote}; final and eager: every REMOTE page is fetched.
+     * Brings layout and pages to image {@code r}. Per page, by what the image says of it:
+     * PRESENT: written (from this image); IN_PARENT: kept where the process has the chain's
+     * content already, else written from the chain (final and lazy, in private anonymous
+     * memory: left absent and served from the chain by the page server instead, see
+     * {@link #lazyLocal}); REMOTE (final only): lazily, in private anonymous memory, left absent,
+     * else fetched from {@code remote}; anything else (ZERO, not listed): must read zero (or the
+     * file), so dropped where it may be populated. A {@link #hurry hurried} round maps, drops and
+     * stops writing: what it did not write is written by the next image, or served lazily.
      *
      * @return bytes fetched from {@code remote}
      */
@@ -176,29 +192,33 @@ public final class WarmRestore implements AutoCloseable {
         if (!fin && !rem.isEmpty()) {
             throw new ImageFormatException(r.image().dir(), "a pre-copy round has REMOTE pages");
         }
-        // stale: what the skeleton holds that this image no longer lists with content
-        PageRanges stale = sk.have().subtract(stored.union(kept));
-        if (fin && !lazy) {
-            stale = stale.subtract(rem); // written over below
-        }
-        if (!stale.isEmpty()) {
-            sk.drop(stale);
+        PageRanges anon = lazy ? anonymous(p) : PageRanges.EMPTY;
+        sk.forget(stored); // rewritten below
+        PageRanges missingLocal = kept.subtract(sk.have());
+        PageRanges absent = sk.populated().subtract(stored).subtract(kept).subtract(rem) // must read zero
+                .union(missingLocal.intersect(anon)).union(rem.intersect(anon)).intersect(sk.populated());
+        if (!fin || lazy) {
+            sk.drop(absent);
+        } else {
+            sk.drop(absent.subtract(rem)); // eager: REMOTE pages are written over below
         }
         step(fin ? "write final pages" : "write pages");
         int ps = sk.ps;
         long before = sk.bytesWritten();
-        sk.write(stored, (addr, n, buf, off) -> r.readPages(imagePid, addr, n, Skeleton.view(buf, off, n, ps)));
-        // IN_PARENT pages the skeleton lost (a layout change): read through the chain
-        sk.write(kept.subtract(sk.have()), (addr, n, buf, off) -> r.readPages(imagePid, addr, n, Skeleton.view(buf, off, n, ps)));
+        Skeleton.PageFill fromImage = (addr, n, buf, off) -> r.readPages(imagePid, addr, n, Skeleton.view(buf, off, n, ps));
+        java.util.function.BooleanSupplier stop = fin ? () -> false : () -> hurried;
+        if (sk.write(stored, fromImage, stop)) {
+            // IN_PARENT pages the process lacks (a layout change, a hurried round): from the chain
+            sk.write(missingLocal.subtract(anon), fromImage, stop);
+        }
+        lazyLocal = fin ? missingLocal.intersect(anon) : PageRanges.EMPTY;
         long fetched = 0;
-        if (fin && !rem.isEmpty()) {
-            PageRanges fetch = lazy ? fileBacked(p, rem) : rem;
-            if (!fetch.isEmpty()) {
-                Objects.requireNonNull(remote, "REMOTE pages and no remote source");
-                step("fetch remote pages");
-                sk.write(fetch, (addr, n, buf, off) -> remote.readPages(addr, n, buf, off));
-                fetched = fetch.byteCount();
-            }
+        PageRanges fetch = rem.subtract(anon);
+        if (fin && !fetch.isEmpty()) {
+            Objects.requireNonNull(remote, "REMOTE pages and no remote source");
+            step("fetch remote pages");
+            sk.write(fetch, (addr, n, buf, off) -> remote.readPages(addr, n, buf, off));
+            fetched = fetch.byteCount();
         }
         if (!fin) {
             bytesWritten += sk.bytesWritten() - before;
@@ -206,15 +226,76 @@ public final class WarmRestore implements AutoCloseable {
         return fetched;
     }
 
-    /** The part of {@code ranges} in mappings other than private anonymous memory (which userfaultfd cannot serve). */
-    private static PageRanges fileBacked(Process p, PageRanges ranges) {
+    /**
+     * What the page server serves after a lazy warm restore: the REMOTE runs from {@code remote}
+     * (null when there are none) and the {@link #lazyLocal} pages from the final image's chain
+     * (which then stays open until {@code resources} is closed); a null source when neither.
+     */
+    record Served(LazySource source, AutoCloseable resources) {
+    }
+
+    Served served(ImageReader finalReader, LazySource remote) throws IOException {
+        if (lazyLocal.isEmpty()) {
+            return new Served(remote, null);
+        }
+        dev.lazypages.lazy.ImageLazySource image = dev.lazypages.lazy.ImageLazySource.open(finalReader, imagePid);
+        List<LazySource.Run> runs = new java.util.ArrayList<>();
+        for (PageRanges.Run run : lazyLocal) {
+            runs.add(new LazySource.Run(run.start(), Math.toIntExact(run.pages())));
+        }
+        LazySource local = new Only(image, List.copyOf(runs));
+        LazySource source = remote == null ? local : new dev.lazypages.lazy.CompositeLazySource(local, remote, remote.storedRuns());
+        return new Served(source, () -> {
+            image.close();
+            finalReader.close();
+        });
+    }
+
+    /** {@code of}'s pages, but only {@code runs} of them (the page server serves and sweeps those only). */
+    private record Only(LazySource of, List<Run> runs) implements LazySource {
+        @Override
+        public int pageSize() {
+            return of.pageSize();
+        }
+
+        @Override
+        public List<Run> storedRuns() {
+            return runs;
+        }
+
+        @Override
+        public void readPages(long vaddr, int nrPages, dev.lazypages.ffm.PageBuffer dst, long dstOffset) throws IOException {
+            of.readPages(vaddr, nrPages, dst, dstOffset);
+        }
+    }
+
+    /** Every page of the private anonymous VMAs of {@code p} (what userfaultfd can serve). */
+    private static PageRanges anonymous(Process p) {
         PageRanges.Builder b = PageRanges.builder();
         for (Vma v : p.getVmasList()) {
-            if (!Skeleton.isPrivateAnon(v)) {
+            if (Skeleton.isPrivateAnon(v)) {
                 b.add(v.getStart(), v.getEnd());
             }
         }
-        return ranges.intersect(b.build());
+        return b.build();
+    }
+
+    /**
+     * From now on rounds stop writing pages (between two batches): the freeze has come, and
+     * what they did not write is left to the final image (lazily served from the local chain in
+     * a lazy restore). Safe from any thread.
+     */
+    public void hurry() {
+        hurried = true;
+    }
+
+    /**
+     * After {@link #applyFinal} of a lazy restore: the IN_PARENT pages of private anonymous
+     * memory the rounds did not write (hurried), left absent for the page server; empty
+     * normally.
+     */
+    PageRanges lazyLocal() {
+        return lazyLocal;
     }
 
     /**
