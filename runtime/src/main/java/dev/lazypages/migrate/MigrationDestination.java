@@ -239,6 +239,9 @@ public final class MigrationDestination {
                 if (rep.mode.lazy()) {
                     handoff = new ImageLazyHandoff();
                     ro = ro.withLazy(handoff);
+                } else if (warm != null) {
+                    handoff = new ImageLazyHandoff(); // pages the rounds did not write yet, from the local chain
+                    ro = ro.withWarmHandoff(handoff);
                 }
                 reader = null; // the restore owns it now
                 res = Restorer.restore(ro);
@@ -255,6 +258,9 @@ public final class MigrationDestination {
                 rep.outcome = "failed";
                 rep.error = "restore: " + msg;
                 return rep;
+            }
+            if (handoff != null && !handoff.started()) {
+                handoff = null; // nothing was left to serve
             }
             restored = res.pid();
             rep.destinationPid = restored;

@@ -101,7 +101,8 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
         LazySource served = missing != null ? missing : new NothingStored(Math.toIntExact(dev.lazypages.ffm.Posix.pageSize()));
         warmResources = resources;
         try {
-            remotePages = missing instanceof CompositeLazySource c ? c.remotePages()
+            // served: REMOTE runs, local pages (with resources to close), or both (composite)
+            remotePages = missing instanceof CompositeLazySource c ? c.remotePages() : resources != null ? 0
                     : served.storedRuns().stream().mapToLong(LazySource.Run::nrPages).sum();
             List<AddressRange> ranges = regions.stream().map(r -> new AddressRange(r.start(), r.end())).toList();
             server = new LazyPageServer(uffd, ranges, served, serverOptions.withTargetPid(pid)).start();
@@ -133,6 +134,11 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
         public void readPages(long vaddr, int nrPages, dev.lazypages.ffm.PageBuffer dst, long dstOffset) {
             throw new IllegalArgumentException("no page is stored here (0x" + Long.toHexString(vaddr) + ")");
         }
+    }
+
+    /** Whether serving started (a warm, eager restore starts it only when pages were left to it). */
+    public synchronized boolean started() {
+        return server != null;
     }
 
     /** Pages served from the remote source (REMOTE runs of the image); 0 without. */

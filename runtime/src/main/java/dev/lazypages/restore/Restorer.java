@@ -144,6 +144,15 @@ public final class Restorer {
             return new Options(imagesDir, lazy, stub, handoff, p, remote, reader, warm);
         }
 
+        /**
+         * A warm, eager restore ({@link #withWarm}) may still leave pages to {@code h}: those the
+         * rounds had not written when the freeze came, served from the local image chain (never
+         * from the source). {@code h} is started only if there are such pages.
+         */
+        public Options withWarmHandoff(LazyHandoff h) {
+            return new Options(imagesDir, lazy, stub, h, progress, remote, reader, warm);
+        }
+
         /** The source of the image's REMOTE pages (see {@link Options}). */
         public Options withRemote(LazySource r) {
             return new Options(imagesDir, lazy, stub, handoff, progress, r, reader, warm);
@@ -239,12 +248,14 @@ public final class Restorer {
     private void rebuild() throws Exception {
         if (opts.warm() != null) {
             step("apply the final image");
-            remoteBytesFetched = opts.warm().applyFinal(reader, proc, opts.lazy(), opts.remote());
+            remoteBytesFetched = opts.warm().applyFinal(reader, proc, opts.lazy(), opts.handoff() != null, opts.remote());
         } else {
             sk.applyLayout(proc.getVmasList(), v -> !(opts.lazy() && Skeleton.isPrivateAnon(v)) && hasStoredPages(v));
             writePages();
         }
-        if (opts.lazy()) {
+        // warm and eager with a handoff: only if the rounds left pages to serve from the local chain
+        boolean serve = opts.lazy() || opts.warm() != null && opts.handoff() != null && !opts.warm().lazyLocal().isEmpty();
+        if (serve) {
             registerLazy();
         }
         sk.finalProtections();
@@ -253,7 +264,9 @@ public final class Restorer {
         restoreSignals();
         // the server must run before rseq registration: the kernel writes the rseq areas
         // (TLS, in registered memory) on the way back from the injected call
-        startHandoff();
+        if (serve) {
+            startHandoff();
+        }
         restoreThreads(createThreads());
     }
 
@@ -575,7 +588,7 @@ public final class Restorer {
         uffd = null; // the handoff owns it now
         if (opts.warm() != null) {
             // every page the source did not leave REMOTE is in the process already
-            WarmRestore.Served served = opts.warm().served(reader, remotePages > 0 ? opts.remote() : null);
+            WarmRestore.Served served = opts.warm().served(reader, remotePages > 0 && opts.lazy() ? opts.remote() : null);
             if (served.resources() != null) {
                 reader = null; // the handoff keeps it open while it serves the pages the rounds did not write
             }

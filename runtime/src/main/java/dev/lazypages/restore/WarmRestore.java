@@ -121,8 +121,9 @@ public final class WarmRestore implements AutoCloseable {
                             + " differs from this machine's " + Posix.pageSize(), null);
                 }
                 sk = Skeleton.spawn(stub, p.getVmasList(), this::step);
+                preload();
             }
-            sk.onTracer(() -> apply(r, p, false, false, null)); // no hand-over per injected call
+            sk.onTracer(() -> apply(r, p, false, false, false, null)); // no hand-over per injected call
             rounds++;
         } catch (RestoreException e) {
             throw e;
@@ -133,6 +134,24 @@ public final class WarmRestore implements AutoCloseable {
             throw new RestoreException(step, RestoreException.Reason.FAILED, m, e);
         } finally {
             roundNanos += System.nanoTime() - t0;
+        }
+    }
+
+    /**
+     * What the freeze will use and the rounds do not (the userfaultfd and pidfd bindings, the
+     * page server): loaded and initialized now, while the source runs, not in the downtime.
+     */
+    private static final List<String> USED_AT_THE_FREEZE = List.of("dev.lazypages.ffm.Userfaultfd", "dev.lazypages.ffm.Pidfd",
+            "dev.lazypages.ffm.Prctl", "dev.lazypages.lazy.LazyPageServer", "dev.lazypages.lazy.CompositeLazySource",
+            "dev.lazypages.restore.ImageLazyHandoff", "dev.lazypages.proc.ProcFds", "dev.lazypages.proc.SyscallRestart");
+
+    private static void preload() {
+        for (String c : USED_AT_THE_FREEZE) {
+            try {
+                Class.forName(c, true, WarmRestore.class.getClassLoader());
+            } catch (ClassNotFoundException | LinkageError e) {
+                // only a head start: the freeze loads it if need be
+            }
         }
     }
 
@@ -169,7 +188,8 @@ public final class WarmRestore implements AutoCloseable {
      *
      * @return bytes fetched from {@code remote}
      */
-    private long apply(ImageReader r, Process p, boolean fin, boolean lazy, LazySource remote) throws IOException {
+    private long apply(ImageReader r, Process p, boolean fin, boolean lazy, boolean localLazy, LazySource remote)
+            throws IOException {
         sk.applyLayout(p.getVmasList(), v -> true);
         PageRanges.Builder present = PageRanges.builder();
         PageRanges.Builder inParent = PageRanges.builder();
@@ -192,11 +212,12 @@ public final class WarmRestore implements AutoCloseable {
         if (!fin && !rem.isEmpty()) {
             throw new ImageFormatException(r.image().dir(), "a pre-copy round has REMOTE pages");
         }
-        PageRanges anon = lazy ? anonymous(p) : PageRanges.EMPTY;
+        PageRanges anonRemote = lazy ? anonymous(p) : PageRanges.EMPTY;
+        PageRanges anon = localLazy ? anonymous(p) : PageRanges.EMPTY;
         sk.forget(stored); // rewritten below
         PageRanges missingLocal = kept.subtract(sk.have());
         PageRanges absent = sk.populated().subtract(stored).subtract(kept).subtract(rem) // must read zero
-                .union(missingLocal.intersect(anon)).union(rem.intersect(anon)).intersect(sk.populated());
+                .union(missingLocal.intersect(anon)).union(rem.intersect(anonRemote)).intersect(sk.populated());
         if (!fin || lazy) {
             sk.drop(absent);
         } else {
@@ -213,7 +234,7 @@ public final class WarmRestore implements AutoCloseable {
         }
         lazyLocal = fin ? missingLocal.intersect(anon) : PageRanges.EMPTY;
         long fetched = 0;
-        PageRanges fetch = rem.subtract(anon);
+        PageRanges fetch = rem.subtract(anonRemote);
         if (fin && !fetch.isEmpty()) {
             Objects.requireNonNull(remote, "REMOTE pages and no remote source");
             step("fetch remote pages");
@@ -329,12 +350,17 @@ public final class WarmRestore implements AutoCloseable {
     }
 
     /** {@link #apply} of the final image, from the restore. */
-    long applyFinal(ImageReader r, Process p, boolean lazy, LazySource remote) throws IOException {
+    /**
+     * @param lazy      REMOTE pages of private anonymous memory are left to the page server (post-copy, hybrid)
+     * @param localLazy IN_PARENT pages of private anonymous memory the rounds did not write are left
+     *                  to the page server (served from the local chain), else written now
+     */
+    long applyFinal(ImageReader r, Process p, boolean lazy, boolean localLazy, LazySource remote) throws IOException {
         if (p.getPid() != imagePid) {
             throw new ImageFormatException(r.image().dir(), "final image of pid " + p.getPid() + ", the rounds were of pid "
                     + imagePid);
         }
-        long fetched = apply(r, p, true, lazy, remote);
+        long fetched = apply(r, p, true, lazy, localLazy, remote);
         sk.releaseBuffer();
         return fetched;
     }

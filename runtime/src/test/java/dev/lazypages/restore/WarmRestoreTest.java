@@ -55,11 +55,13 @@ class WarmRestoreTest {
     /**
      * {@code hurried}: the freeze came before the rounds wrote anything (the destination hurries
      * the builder at the restore request): lazily, the pages the rounds did not write are left
-     * absent and served from the local image chain; eagerly, the final restore writes them.
+     * absent and served from the local image chain; eagerly, the final restore writes them, or
+     * with a handoff ({@code local}, as the pre-copy mode of a migration does) leaves them to it too.
      */
-    @ParameterizedTest(name = "lazy={0}, hurried={1}")
-    @CsvSource({"false, false", "true, false", "false, true", "true, true"})
-    void followsEveryLayoutChangeBetweenRoundsAndEndsAsTheSource(boolean lazy, boolean hurried) throws Exception {
+    @ParameterizedTest(name = "lazy={0}, hurried={1}, local handoff={2}")
+    @CsvSource({"false, false, false", "true, false, false", "false, true, false", "true, true, false", "false, true, true"})
+    void followsEveryLayoutChangeBetweenRoundsAndEndsAsTheSource(boolean lazy, boolean hurried, boolean local)
+            throws Exception {
         try (Stubs.Running m = Stubs.spawn("mapper")) {
             m.awaitLine(l -> l.startsWith("BASE "), TIMEOUT);
             FrozenProcess f;
@@ -91,25 +93,31 @@ class WarmRestoreTest {
                 Map<String, String> want = snapshot(m.pid(), rseq);
                 Restorer.Options o = Restorer.Options.eager(tmp.resolve("final")).withWarm(warm)
                         .withRemote(new FrozenProcessSource(f));
-                ImageLazyHandoff h = lazy ? new ImageLazyHandoff() : null;
+                ImageLazyHandoff h = lazy || local ? new ImageLazyHandoff() : null;
                 if (lazy) {
                     o = o.withLazy(h);
+                } else if (local) {
+                    o = o.withWarmHandoff(h);
                 }
                 Restorer.Result r = Restorer.restore(o);
                 assertEquals(warm.pid(), r.pid(), "the restore ran the warm process");
                 try {
-                    if (lazy) {
+                    if (h != null) {
+                        assertTrue(h.started(), "pages were left to the handoff");
                         LazyStats st = h.completion().get(30, TimeUnit.SECONDS);
                         System.out.println("post-copy: " + st);
                     }
-                    String written = "the rounds wrote " + warm.bytesWritten() + " bytes, the final restore " + r.bytesWritten();
+                    long fromImage = r.bytesWritten() - r.remoteBytesFetched(); // at the freeze, not from the source
+                    String written = "the rounds wrote " + warm.bytesWritten() + " bytes, the final restore " + r.bytesWritten()
+                            + " (" + r.remoteBytesFetched() + " fetched from the source)";
                     if (!hurried) {
-                        assertTrue(r.bytesWritten() <= 16 * PS, "at the freeze only the final dirty pages are written: " + written);
+                        assertTrue(fromImage <= 16 * PS, "at the freeze only the final dirty pages are written: " + written);
                         assertTrue(warm.bytesWritten() >= 16 * PS, written);
                     } else {
                         assertEquals(0, warm.bytesWritten(), written);
-                        assertTrue(lazy ? r.bytesWritten() <= 16 * PS : r.bytesWritten() >= 16 * PS,
-                                (lazy ? "anonymous memory is served lazily from the image: " : "eager: the restore writes it: ")
+                        boolean served = lazy || local;
+                        assertTrue(served ? fromImage <= 16 * PS : fromImage >= 16 * PS,
+                                (served ? "anonymous memory is served lazily from the image: " : "eager: the restore writes it: ")
                                         + written);
                     }
                     assertEquals(want, snapshot(r.pid(), rseq), "layout and memory as at the source's freeze");
