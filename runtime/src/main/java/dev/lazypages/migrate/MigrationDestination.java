@@ -388,12 +388,21 @@ public final class MigrationDestination {
             warm.hurry(); // a round being written stops at its next batch
         }
         if (builder != null) {
-            builder.shutdownNow();
-            try {
-                if (!builder.awaitTermination(30, TimeUnit.SECONDS)) {
-                    say("the warm builder did not stop within 30 s");
+            builder.shutdown(); // rounds still queued run hurried: layout only, no pages
+            boolean interrupted = false;
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            // wait even when interrupted: the warm process must not be closed under the builder's feet
+            while (!builder.isTerminated() && System.nanoTime() - deadline < 0) {
+                try {
+                    builder.awaitTermination(100, TimeUnit.MILLISECONDS);
+                } catch (InterruptedException e) {
+                    interrupted = true;
                 }
-            } catch (InterruptedException e) {
+            }
+            if (!builder.isTerminated()) {
+                say("the warm builder did not stop within 30 s");
+            }
+            if (interrupted) {
                 Thread.currentThread().interrupt();
             }
         }

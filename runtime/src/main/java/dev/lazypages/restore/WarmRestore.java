@@ -54,7 +54,7 @@ public final class WarmRestore implements AutoCloseable {
     private boolean taken;
     private volatile boolean hurried;
     private PageRanges lazyLocal = PageRanges.EMPTY;
-    private boolean closed;
+    private volatile boolean closed;
 
     private WarmRestore(Path stub, Consumer<String> progress) {
         this.stub = stub;
@@ -120,7 +120,14 @@ public final class WarmRestore implements AutoCloseable {
                     throw new RestoreException(step, RestoreException.Reason.UNSUPPORTED, "image page size " + r.pageSize()
                             + " differs from this machine's " + Posix.pageSize(), null);
                 }
-                sk = Skeleton.spawn(stub, p.getVmasList(), this::step);
+                Skeleton built = Skeleton.spawn(stub, p.getVmasList(), this::step);
+                synchronized (this) {
+                    if (closed) { // closed while lp-stub was being spawned: it must not outlive us
+                        built.kill();
+                        throw new IllegalStateException("the warm restore was closed while its process was built");
+                    }
+                    sk = built;
+                }
                 preload();
             }
             sk.onTracer(() -> apply(r, p, false, false, false, null)); // no hand-over per injected call
@@ -401,10 +408,12 @@ public final class WarmRestore implements AutoCloseable {
      */
     @Override
     public void close() {
-        if (closed) {
-            return;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
         }
-        closed = true;
         if (sk != null && !taken) {
             sk.kill();
         }
