@@ -1,5 +1,6 @@
 package dev.lazypages.cli;
 
+import dev.lazypages.migrate.DestinationFault;
 import dev.lazypages.migrate.MigrationDestination;
 import dev.lazypages.migrate.ServeDaemon;
 import java.io.PrintWriter;
@@ -58,6 +59,10 @@ public final class ServeCommand implements Callable<Integer> {
     @picocli.CommandLine.Mixin
     private RecoverTimeout recoverTimeout = new RecoverTimeout();
 
+    /** Fault injection for the failure tests (issue 7): hidden from --help. */
+    @Option(names = "--inject-fault", hidden = true, paramLabel = "STEP")
+    private String injectFault;
+
     private final CountDownLatch stop = new CountDownLatch(1);
 
     /** Makes {@link #call} return (the daemon closes); SIGTERM and SIGINT do the same. */
@@ -69,6 +74,12 @@ public final class ServeCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         tls.apply(spec, true);
         PrintWriter out = spec.commandLine().getOut();
+        DestinationFault fault;
+        try {
+            fault = injectFault != null ? DestinationFault.parse(injectFault) : DestinationFault.NONE;
+        } catch (IllegalArgumentException e) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--inject-fault: " + e.getMessage());
+        }
         Path work = workDir != null ? workDir : Files.createTempDirectory("lazy-pages-serve-");
         MigrationDestination.Options d = new MigrationDestination.Options(work, stub, reportDir, keep, null, null, null, null,
                 null, line -> {
@@ -76,7 +87,7 @@ public final class ServeCommand implements Callable<Integer> {
                         out.println(line);
                         out.flush();
                     }
-                }, recoverTimeout.get(spec.commandLine()));
+                }, recoverTimeout.get(spec.commandLine())).withFault(fault);
         try (ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(MigrateCommand.parse(listen), token, d))) {
             Thread hook = new Thread(stop::countDown, "serve-shutdown");
             Runtime.getRuntime().addShutdownHook(hook);

@@ -60,6 +60,35 @@ public final class ImageReader implements PageSource, AutoCloseable {
         }
     }
 
+    /**
+     * Opens the image in {@code dir} whose parent is the image {@code parent} already opened
+     * (a chain growing round by round is read once, not again from its first image). On
+     * success the new reader owns {@code parent} ({@link #close} closes it); on failure the
+     * caller still does.
+     *
+     * @throws ImageFormatException the image names no parent, or another one than {@code parent}'s directory
+     */
+    public static ImageReader open(Path dir, ImageReader parent) throws IOException {
+        FileChannel ch = ImageFile.openRead(ImageDir.file(dir, Kind.PAGES));
+        try {
+            ImageDir image = ImageDir.load(dir, ch);
+            Path invFile = image.file(Kind.INVENTORY);
+            if (!image.hasParent() || !Files.isDirectory(image.parentDir())
+                    || !image.parentDir().toRealPath().equals(parent.image().dir().toRealPath())) {
+                throw new ImageFormatException(invFile, "parent image '" + image.inventory().getParent() + "' is not "
+                        + parent.image().dir());
+            }
+            if (parent.pageSize() != image.pageSize()) {
+                throw new ImageFormatException(invFile, "page size " + image.pageSize() + " differs from parent "
+                        + parent.image().dir() + "'s " + parent.pageSize());
+            }
+            return new ImageReader(image, ch, parent);
+        } catch (IOException | RuntimeException e) {
+            ch.close();
+            throw e;
+        }
+    }
+
     private static ImageReader openParent(ImageDir image, LinkedHashSet<Path> seen) throws IOException {
         Path invFile = image.file(Kind.INVENTORY);
         Path p = image.parentDir();

@@ -4,11 +4,20 @@ import dev.lazypages.ffm.Errno;
 import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.SyscallException;
 import dev.lazypages.image.ImageReader;
-import dev.lazypages.lazy.ImageLazySource;
 import dev.lazypages.lazy.LazySource;
 import dev.lazypages.lazy.LazyStats;
+import dev.lazypages.image.PageFlags;
+import dev.lazypages.image.proto.PageMapEntry;
 import dev.lazypages.restore.ImageLazyHandoff;
 import dev.lazypages.restore.Restorer;
+import dev.lazypages.restore.WarmRestore;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
@@ -50,19 +59,34 @@ public final class MigrationDestination {
      * @param progress     one line per step
      * @param recoverTimeout how long a lost page connection to the source is retried during post-copy; after
      *                       that the restored process is killed (its missing memory cannot come)
+     * @param fault        fault injection (tests, hidden {@code serve --inject-fault}); NONE by default
      */
     public record Options(Path workDir, Path stub, Path reportDir, boolean keepWorkDir, String token, Duration idleTimeout,
                           Duration postCopyTimeout, UnaryOperator<HostFacts> precheckHook,
-                          Function<String, HostFacts.FileId> files, Consumer<String> progress, Duration recoverTimeout) {
-        /** With the default recover timeout (60 s). */
+                          Function<String, HostFacts.FileId> files, Consumer<String> progress, Duration recoverTimeout,
+                          DestinationFault fault) {
+        /** With the default recover timeout (60 s) and no fault injection. */
+        public Options(Path workDir, Path stub, Path reportDir, boolean keepWorkDir, String token, Duration idleTimeout,
+                       Duration postCopyTimeout, UnaryOperator<HostFacts> precheckHook,
+                       Function<String, HostFacts.FileId> files, Consumer<String> progress, Duration recoverTimeout) {
+            this(workDir, stub, reportDir, keepWorkDir, token, idleTimeout, postCopyTimeout, precheckHook, files, progress,
+                    recoverTimeout, null);
+        }
+
         public Options(Path workDir, Path stub, Path reportDir, boolean keepWorkDir, String token, Duration idleTimeout,
                        Duration postCopyTimeout, UnaryOperator<HostFacts> precheckHook,
                        Function<String, HostFacts.FileId> files, Consumer<String> progress) {
             this(workDir, stub, reportDir, keepWorkDir, token, idleTimeout, postCopyTimeout, precheckHook, files, progress, null);
         }
 
+        public Options withFault(DestinationFault f) {
+            return new Options(workDir, stub, reportDir, keepWorkDir, token, idleTimeout, postCopyTimeout, precheckHook, files,
+                    progress, recoverTimeout, f);
+        }
+
         public Options {
             recoverTimeout = recoverTimeout != null ? recoverTimeout : dev.lazypages.net.PageClient.Options.DEFAULT_RECOVER_TIMEOUT;
+            fault = fault != null ? fault : DestinationFault.NONE;
             token = token != null ? token : "";
             idleTimeout = idleTimeout != null ? idleTimeout : Duration.ofSeconds(120);
             postCopyTimeout = postCopyTimeout != null ? postCopyTimeout : Duration.ofMinutes(30);
@@ -98,6 +122,16 @@ public final class MigrationDestination {
         o.progress().accept("[" + id + "] " + String.format(Locale.ROOT, fmt, args));
     }
 
+    /** How often the receive loop looks at the warm build while waiting for the next message. */
+    private static final Duration POLL = Duration.ofMillis(200);
+
+    /** The warm process being built (pre-copy, hybrid), on its builder thread; null before round 1. */
+    private WarmRestore warm;
+    /** Null until round 1 arrives (pre-copy, hybrid); then every round is applied on it in order. */
+    private ExecutorService builder;
+    private CompletableFuture<Void> building = CompletableFuture.completedFuture(null);
+    private final Map<String, Double> phases = java.util.Collections.synchronizedMap(new LinkedHashMap<>());
+
     private MigrationReport go() {
         rep.side = "destination";
         rep.migrationId = id;
@@ -105,11 +139,17 @@ public final class MigrationDestination {
         String step = "pre-check";
         int restored = -1;
         boolean committed = false;
+        boolean pagesDone = false;
+        ImageLazyHandoff handoff = null;
+        PagePlane.Client client = null;
         try {
             Msg.PrecheckRequest req = expect(Msg.PrecheckRequest.class, null);
             rep.mode = req.mode();
             HostFacts mine = o.precheckHook().apply(Prechecks.ofDestination(req.neededFeatures()));
             List<String> diffs = Prechecks.differences(req.facts(), mine, req.mode(), o.files());
+            if (diffs.isEmpty()) {
+                o.fault().check(DestinationFault.PRECHECK);
+            }
             link.send(new Msg.PrecheckReply(diffs));
             if (!diffs.isEmpty()) {
                 rep.outcome = "refused";
@@ -122,16 +162,33 @@ public final class MigrationDestination {
             step = "receive rounds";
             Msg.RestoreRequest restore = null;
             long freezeSeen = 0;
+            long idleSince = System.nanoTime();
             while (restore == null) {
-                Msg m = link.receive(o.idleTimeout(), dir);
+                checkBuilder();
+                Msg m;
+                try {
+                    m = link.receive(POLL, dir);
+                } catch (TimeoutException poll) {
+                    if (System.nanoTime() - idleSince > o.idleTimeout().toNanos()) {
+                        throw poll;
+                    }
+                    continue;
+                }
+                idleSince = System.nanoTime();
                 switch (m) {
                     case Msg.DirectoryArrived d -> {
                         if (d.round() != MigrationSource.FINAL_ROUND) {
                             rep.addRound(new MigrationReport.Round(d.round(), 0, d.bytes(), 0, 0, 0));
+                            say("received %s (%.1f MiB)", d.dir().getFileName(), d.bytes() / 1048576.0);
+                            o.fault().check(DestinationFault.ROUND_RECEIVED);
+                            if (rep.mode.preCopies()) {
+                                buildWarm(d.round(), d.dir());
+                            }
                         } else {
                             rep.bytesFinal = d.bytes();
+                            say("received %s (%.1f MiB)", d.dir().getFileName(), d.bytes() / 1048576.0);
+                            o.fault().check(DestinationFault.FINAL_RECEIVED);
                         }
-                        say("received %s (%.1f MiB)", d.dir().getFileName(), d.bytes() / 1048576.0);
                     }
                     case Msg.Freeze f -> {
                         freezeSeen = System.nanoTime();
@@ -152,69 +209,89 @@ public final class MigrationDestination {
             }
             step = "restore";
             long d0 = System.nanoTime();
-            java.util.Map<String, Double> phases = new java.util.LinkedHashMap<>();
             if (freezeSeen != 0) {
                 phases.put("freeze to restore request", (d0 - freezeSeen) / 1e6);
             }
-            Path image = dir.resolve(safeName(restore.dir()));
-            int imagePid;
-            List<LazySource.Run> remoteRuns;
-            try (ImageReader r = ImageReader.open(image)) {
-                imagePid = r.image().processes().getProcesses(0).getPid();
-                try (ImageLazySource s = ImageLazySource.open(r, imagePid)) {
-                    remoteRuns = s.remoteRuns();
+            if (builder != null) {
+                step = "warm: wait for the rounds";
+                warm.hurry(); // what the rounds have not written yet is left to the final image
+                try {
+                    building.join();
+                } catch (CompletionException e) {
+                    throw e.getCause() instanceof RuntimeException r ? r : e;
                 }
+                phases.put("warm: wait for the rounds", (System.nanoTime() - d0) / 1e6);
+                step = "restore";
             }
-            rep.sourcePid = imagePid;
-            rep.pagesRemote = remoteRuns.stream().mapToLong(LazySource.Run::nrPages).sum();
-            PagePlane.Client client = null;
-            ImageLazyHandoff handoff = null;
-            long restoreStart = System.nanoTime();
-            phases.put("read remote runs", (restoreStart - d0) / 1e6);
+            Path image = dir.resolve(safeName(restore.dir()));
+            long r0 = System.nanoTime();
             Restorer.Result res;
             PhaseClock clock = new PhaseClock(phases);
+            ImageReader reader = null;
             try {
-                Restorer.Options ro = Restorer.Options.eager(image).withStub(o.stub())
-                        .withProgress(clock::step);
+                reader = warm != null ? warm.finalImage(image) : ImageReader.open(image);
+                int imagePid = reader.image().processes().getProcesses(0).getPid();
+                List<LazySource.Run> remoteRuns = remoteRuns(reader, imagePid);
+                rep.sourcePid = imagePid;
+                rep.pagesRemote = remoteRuns.stream().mapToLong(LazySource.Run::nrPages).sum();
+                phases.put("open the final image", (System.nanoTime() - r0) / 1e6);
+                Restorer.Options ro = Restorer.Options.eager(image).withStub(o.stub()).withProgress(clock::step)
+                        .withReader(reader);
+                if (warm != null) {
+                    ro = ro.withWarm(warm);
+                }
                 if (!remoteRuns.isEmpty()) {
+                    long c0 = System.nanoTime();
                     client = plane.connect(new InetSocketAddress(link.peerAddress(), restore.pageServerPort()), o.token(),
                             remoteRuns, o.recoverTimeout());
                     ro = ro.withRemote(client.source());
-                    phases.put("page client", (System.nanoTime() - restoreStart) / 1e6);
+                    phases.put("page client", (System.nanoTime() - c0) / 1e6);
                 }
                 clock.start();
-                boolean lazy = rep.mode.lazy();
-                if (lazy) {
+                if (rep.mode.lazy()) {
                     handoff = new ImageLazyHandoff();
                     ro = ro.withLazy(handoff);
+                } else if (warm != null) {
+                    handoff = new ImageLazyHandoff(); // pages the rounds did not write yet, from the local chain
+                    ro = ro.withWarmHandoff(handoff);
                 }
+                reader = null; // the restore owns it now
                 res = Restorer.restore(ro);
                 clock.step(null);
             } catch (RuntimeException | IOException e) {
+                closeQuietly(reader);
                 if (client != null) {
                     client.close();
+                    client = null;
                 }
                 String msg = MigrationSource.message(e);
                 say("restore failed: %s", msg);
                 link.send(new Msg.Failed("restore", msg));
                 rep.outcome = "failed";
-                rep.error = msg;
+                rep.error = "restore: " + msg;
                 return rep;
+            }
+            if (handoff != null && !handoff.started()) {
+                handoff = null; // nothing was left to serve
             }
             restored = res.pid();
             rep.destinationPid = restored;
             rep.bytesFinal += res.remoteBytesFetched();
-            rep.restoreMs = (System.nanoTime() - restoreStart) / 1e6;
+            rep.restoreMs = (System.nanoTime() - r0) / 1e6;
+            o.fault().check(DestinationFault.RESTORE);
             long runningAt = System.nanoTime();
             link.send(new Msg.Running(restored, rep.restoreMs, phases));
             phases.forEach(rep::phase);
             say("running as pid %d (restore %.0f ms, %.1f MiB fetched before it ran)", restored, rep.restoreMs,
                     res.remoteBytesFetched() / 1048576.0);
             step = "wait for Commit";
+            o.fault().check(DestinationFault.RUNNING_SENT);
             expectCommit();
+            o.fault().check(DestinationFault.WAIT_COMMIT);
             committed = true;
             rep.outcome = "committed";
             step = "post-copy";
+            o.fault().check(DestinationFault.POST_COPY);
             try {
                 if (handoff != null) {
                     LazyStats s = handoff.completion().get(o.postCopyTimeout().toMillis(), TimeUnit.MILLISECONDS);
@@ -225,6 +302,7 @@ public final class MigrationDestination {
                     say("every page in: %s", s);
                 }
                 rep.postcopyMs = (System.nanoTime() - runningAt) / 1e6;
+                pagesDone = true; // every page is here: from now on the source may end its original
                 if (client != null) {
                     client.done();
                 }
@@ -235,6 +313,7 @@ public final class MigrationDestination {
             } finally {
                 if (client != null) {
                     client.close();
+                    client = null;
                 }
             }
             step = "report PostCopyDone"; // every page is in: a lost control connection no longer matters to the process
@@ -249,15 +328,21 @@ public final class MigrationDestination {
             rep.outcome = !committed ? "failed" : "report PostCopyDone".equals(step) ? "migrated" : "failed-after-commit";
             rep.error = step + ": " + MigrationSource.message(e);
             say("%s", rep.error);
-            if (restored > 0 && !committed) {
-                // the source rolled back (or is gone before committing): never two copies
+            if (restored > 0 && !pagesDone) {
+                // Before Commit the source resumes its own copy; after it, until every page is
+                // here, the source still holds its frozen original and resumes it on Failed (a
+                // copy whose post-copy failed cannot go on): never two copies, never none.
                 kill(restored);
-                say("killed restored pid %d (no Commit)", restored);
-            } else if (restored > 0 && "post-copy".equals(step)) {
-                // its missing pages cannot come any more (the source is unreachable): it must not run on
-                kill(restored);
-                rep.error += "; killed restored pid " + restored + " (its missing memory cannot come)";
-                say("killed restored pid %d: its missing memory cannot come", restored);
+                String why = !committed ? "no Commit" : "post-copy".equals(step)
+                        ? "its missing memory cannot come" : "post-copy failed";
+                say("killed restored pid %d (%s)", restored, why);
+                rep.error += "; killed restored pid " + restored + " (" + why + ")";
+            }
+            if (handoff != null) {
+                handoff.close();
+            }
+            if (client != null) {
+                client.close();
             }
             try {
                 link.send(new Msg.Failed(step, MigrationSource.message(e)));
@@ -266,11 +351,110 @@ public final class MigrationDestination {
             }
             return rep;
         } finally {
+            stopBuilder();
             rep.totalMs = (System.nanoTime() - t0) / 1e6;
             if (!o.keepWorkDir()) {
                 MigrationSource.deleteTree(dir);
             }
             writeReport();
+        }
+    }
+
+    /** Queues round {@code round} (in {@code roundDir}) for the warm process: built from round 1, updated by the others. */
+    private void buildWarm(int round, Path roundDir) {
+        if (builder == null) {
+            builder = Executors.newSingleThreadExecutor(r -> {
+                Thread t = new Thread(r, "lp-warm-" + id);
+                t.setDaemon(true);
+                return t;
+            });
+        }
+        if (warm == null) {
+            warm = WarmRestore.create(o.stub(), line -> { });
+        }
+        WarmRestore w = warm;
+        building = building.thenRunAsync(() -> {
+            long t = System.nanoTime();
+            boolean first = w.pid() < 0;
+            w.applyRound(roundDir);
+            o.fault().check(first ? DestinationFault.SKELETON_BUILT : DestinationFault.ROUND_APPLIED);
+            double ms = (System.nanoTime() - t) / 1e6;
+            long[] io = w.pageNanos();
+            phases.put("warm: round " + round, ms);
+            phases.put("warm: rounds read pages", io[0] / 1e6);
+            phases.put("warm: rounds write pages", io[1] / 1e6);
+            say("warm: round %d applied in %.0f ms (pid %d)", round, ms, w.pid());
+        }, builder);
+    }
+
+    /** Throws the warm build's failure, if it failed. */
+    private void checkBuilder() {
+        if (building.isCompletedExceptionally()) {
+            try {
+                building.join();
+            } catch (CompletionException e) {
+                Throwable c = e.getCause();
+                throw c instanceof RuntimeException r ? r : new IllegalStateException(MigrationSource.message(c), c);
+            }
+        }
+    }
+
+    /** Stops the builder and kills the warm process unless the restore took it over. */
+    private void stopBuilder() {
+        if (warm != null) {
+            warm.hurry(); // a round being written stops at its next batch
+        }
+        if (builder != null) {
+            builder.shutdown(); // rounds still queued run hurried: layout only, no pages
+            boolean interrupted = false;
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            // wait even when interrupted: the warm process must not be closed under the builder's feet
+            while (!builder.isTerminated() && System.nanoTime() - deadline < 0) {
+                try {
+                    builder.awaitTermination(100, TimeUnit.MILLISECONDS);
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (!builder.isTerminated()) {
+                say("the warm builder did not stop within 30 s");
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        if (warm != null) {
+            warm.close();
+        }
+    }
+
+    /** The REMOTE runs of {@code pid} in the final image, sorted and merged (its own page map only: no chain walk). */
+    static List<LazySource.Run> remoteRuns(ImageReader r, int pid) {
+        List<LazySource.Run> out = new ArrayList<>();
+        int ps = r.pageSize();
+        List<PageMapEntry> entries = new ArrayList<>(r.image().pageMap().getEntriesList());
+        entries.sort((a, b) -> Long.compareUnsigned(a.getVaddr(), b.getVaddr()));
+        for (PageMapEntry e : entries) {
+            if (e.getPid() != pid || e.getFlags() != PageFlags.REMOTE) {
+                continue;
+            }
+            LazySource.Run last = out.isEmpty() ? null : out.getLast();
+            if (last != null && last.end(ps) == e.getVaddr() && (long) last.nrPages() + e.getNrPages() <= Integer.MAX_VALUE) {
+                out.set(out.size() - 1, new LazySource.Run(last.vaddr(), last.nrPages() + e.getNrPages()));
+            } else {
+                out.add(new LazySource.Run(e.getVaddr(), e.getNrPages()));
+            }
+        }
+        return out;
+    }
+
+    private static void closeQuietly(ImageReader r) {
+        if (r != null) {
+            try {
+                r.close();
+            } catch (IOException ignored) {
+                // read-only
+            }
         }
     }
 

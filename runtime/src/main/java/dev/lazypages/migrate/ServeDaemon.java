@@ -55,7 +55,7 @@ public final class ServeDaemon implements AutoCloseable {
         this.generated = generated;
         MigrationDestination.Options d = o.destination();
         this.dest = new MigrationDestination.Options(d.workDir(), d.stub(), d.reportDir(), d.keepWorkDir(), token,
-                d.idleTimeout(), d.postCopyTimeout(), d.precheckHook(), d.files(), d.progress(), d.recoverTimeout());
+                d.idleTimeout(), d.postCopyTimeout(), d.precheckHook(), d.files(), d.progress(), d.recoverTimeout(), d.fault());
         Files.createDirectories(dest.workDir());
         this.server = ControlServer.listen(o.listen(), NetLink.hello(Role.DESTINATION, token, ""), this::accepted);
     }

@@ -25,6 +25,7 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
     private ImageLazySource source;
     private LazyPageServer server;
     private long remotePages;
+    private AutoCloseable warmResources;
     private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
 
     public ImageLazyHandoff() {
@@ -93,6 +94,53 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
         });
     }
 
+    /** See {@link LazyHandoff#startWarm}: the server reads only {@code missing} (no image is opened here). */
+    @Override
+    public synchronized void startWarm(int pid, Userfaultfd uffd, List<Region> regions, LazySource missing,
+                                       AutoCloseable resources) {
+        LazySource served = missing != null ? missing : new NothingStored(Math.toIntExact(dev.lazypages.ffm.Posix.pageSize()));
+        warmResources = resources;
+        try {
+            // served: REMOTE runs, local pages (with resources to close), or both (composite)
+            remotePages = missing instanceof CompositeLazySource c ? c.remotePages() : resources != null ? 0
+                    : served.storedRuns().stream().mapToLong(LazySource.Run::nrPages).sum();
+            List<AddressRange> ranges = regions.stream().map(r -> new AddressRange(r.start(), r.end())).toList();
+            server = new LazyPageServer(uffd, ranges, served, serverOptions.withTargetPid(pid)).start();
+        } catch (RuntimeException e) {
+            if (server == null) {
+                uffd.close();
+            }
+            closeSources();
+            throw e;
+        }
+        server.completion().whenComplete((stats, err) -> {
+            closeSources();
+            if (err != null) {
+                completion.completeExceptionally(err);
+            } else {
+                completion.complete(stats);
+            }
+        });
+    }
+
+    /** A source with no stored page: every fault is a page never populated. */
+    private record NothingStored(int pageSize) implements LazySource {
+        @Override
+        public List<Run> storedRuns() {
+            return List.of();
+        }
+
+        @Override
+        public void readPages(long vaddr, int nrPages, dev.lazypages.ffm.PageBuffer dst, long dstOffset) {
+            throw new IllegalArgumentException("no page is stored here (0x" + Long.toHexString(vaddr) + ")");
+        }
+    }
+
+    /** Whether serving started (a warm, eager restore starts it only when pages were left to it). */
+    public synchronized boolean started() {
+        return server != null;
+    }
+
     /** Pages served from the remote source (REMOTE runs of the image); 0 without. */
     public synchronized long remotePages() {
         return remotePages;
@@ -104,6 +152,14 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
     }
 
     private synchronized void closeSources() {
+        if (warmResources != null) {
+            try {
+                warmResources.close();
+            } catch (Exception ignored) {
+                // read-only files
+            }
+            warmResources = null;
+        }
         if (source != null) {
             source.close();
             source = null;

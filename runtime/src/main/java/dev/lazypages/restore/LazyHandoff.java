@@ -46,4 +46,21 @@ public interface LazyHandoff {
         }
         start(pid, imagePid, imagesDir, uffd, regions);
     }
+
+    /**
+     * Starts serving a process built warm ({@link WarmRestore}): every page but those of
+     * {@code missing} is in its memory already, so only {@code missing}'s stored runs (the
+     * source's REMOTE pages) are served, from {@code missing}; any other fault in {@code regions}
+     * is a page never populated (zero). {@code missing} is {@code null} when nothing is left at
+     * the source. {@code resources} (or null) are closed once serving ends. A handoff that cannot
+     * do this keeps this default, which refuses.
+     */
+    default void startWarm(int pid, Userfaultfd uffd, List<Region> regions, LazySource missing, AutoCloseable resources)
+            throws Exception {
+        uffd.close();
+        if (resources != null) {
+            resources.close();
+        }
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot serve a warm restore");
+    }
 }

@@ -15,16 +15,21 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Issue 5 point 10: a destination that goes away or fails during the freeze leaves the source
  * process running and verifying, with nothing left at the destination; and one large run.
+ * Issue 7 point 3 (the destination's half): a fault injected at each step of
+ * {@link MigrationDestination}.
  */
 class MigrationFailureTest {
     @TempDir
@@ -32,6 +37,7 @@ class MigrationFailureTest {
     private final List<AutoCloseable> cleanup = new ArrayList<>();
     private final List<ServeDaemon> daemons = new ArrayList<>();
     private final List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
+    private static final Pattern WARM_PID = Pattern.compile("warm: round \\d+ applied .*\\(pid (\\d+)\\)");
 
     @BeforeEach
     void needs() {
@@ -55,13 +61,17 @@ class MigrationFailureTest {
     }
 
     private ServeDaemon daemon(Path stub, Consumer<String> progress) throws IOException {
+        return daemon(stub, progress, DestinationFault.NONE);
+    }
+
+    private ServeDaemon daemon(Path stub, Consumer<String> progress, DestinationFault fault) throws IOException {
         MigrationDestination.Options d = new MigrationDestination.Options(tmp.resolve("dest"), stub, tmp.resolve("reports"),
                 false, null, Duration.ofSeconds(60), Duration.ofSeconds(120), null, null, line -> {
                     log.add(line);
                     if (progress != null) {
                         progress.accept(line);
                     }
-                });
+                }).withFault(fault);
         ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), null, d));
         cleanup.add(s);
         daemons.add(s);
@@ -272,5 +282,100 @@ class MigrationFailureTest {
             String json = Files.readString(tmp.resolve("source-report.json"));
             assertTrue(json.contains("\"outcome\": \"resumed\""), json);
         }
+    }
+    private MigrationSource.Options faultOptions(ServeDaemon d) {
+        // goal 100%: with memtouch dirtying it is never reached, so three rounds run
+        return MigrationSource.Options.defaults().withMode(MigrationMode.HYBRID).withToken(d.token())
+                .withLimits(new ConvergencePolicy.Limits(3, 100, 0)).withReplyTimeout(Duration.ofSeconds(60))
+                .withProgress(line -> log.add("source: " + line));
+    }
+
+    /**
+     * Issue 7 point 3, the destination's state machine: a fault injected at each step before
+     * Commit (hybrid, three pre-copy rounds so that the warm process exists) ends with exactly
+     * one copy running, the source's, which verifies and beats on; whatever the destination had
+     * built (the warm process, the restored copy) is gone and its report says why.
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(value = DestinationFault.class, names = {"PRECHECK", "ROUND_RECEIVED", "SKELETON_BUILT", "ROUND_APPLIED",
+            "FINAL_RECEIVED", "RESTORE"})
+    void aFaultBeforeCommitLeavesOnlyTheSourceRunningAndVerifying(DestinationFault fault) throws Exception {
+        ServeDaemon d = daemon(null, null, fault);
+        Memtouch m = memtouch(32, 2, 8);
+        int pid = m.pid;
+        MigrationException e = assertThrows(MigrationException.class, () -> MigrationSource.run(pid, d.address(), faultOptions(d)));
+        assertTrue(e.sourceRunning(), e.getMessage());
+        MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
+        System.out.println(fault + ": source says " + e.getMessage() + "; destination: " + dest.error);
+        assertEquals("failed", dest.outcome, dest.toJson());
+        assertTrue(dest.error.contains("fault injected at step " + fault.cliName()), dest.toJson());
+        assertNothingLeftAtTheDestination(dest);
+        // exactly one copy: the original, detached, verifying, beating
+        assertEquals(pid, m.pid);
+        assertEquals(0, MigrationTest.tracerPid(pid), "detached");
+        m.awaitBeats(2);
+        m.assertVerifies();
+        try (var s = Files.list(tmp.resolve("dest"))) {
+            assertEquals(0, s.count(), "the daemon's work dir is cleaned");
+        }
+    }
+
+    /**
+     * After Running: the destination kills its copy and sends Failed. Whether the source then
+     * resumes its frozen original is MigrationSource's half of the contract (Failed after Commit
+     * → resume), built on the source side: here the destination's half is asserted, and that
+     * there are never two copies (a copy left at the source verifies).
+     */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(value = DestinationFault.class, names = {"RUNNING_SENT", "WAIT_COMMIT", "POST_COPY"})
+    void aFaultAfterRunningKillsTheDestinationCopyAndSendsFailed(DestinationFault fault) throws Exception {
+        ServeDaemon d = daemon(null, null, fault);
+        Memtouch m = memtouch(32, 2, 8);
+        int pid = m.pid;
+        try {
+            MigrationSource.run(pid, d.address(), faultOptions(d));
+        } catch (MigrationException e) {
+            System.out.println(fault + ": source says " + e.getMessage());
+        }
+        MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
+        System.out.println(fault + ": destination: " + dest.error);
+        assertTrue(dest.outcome.startsWith("failed"), dest.toJson());
+        assertTrue(dest.error.contains("fault injected at step " + fault.cliName()), dest.toJson());
+        assertTrue(dest.destinationPid > 0, "the process had been restored: " + dest.toJson());
+        assertTrue(dest.error.contains("killed restored pid " + dest.destinationPid), dest.toJson());
+        Memtouch.awaitGone(dest.destinationPid);
+        assertNothingLeftAtTheDestination(dest);
+        String step = fault == DestinationFault.POST_COPY ? "post-copy" : "wait for Commit";
+        assertTrue(log.stream().anyMatch(l -> l.startsWith("source: destination: " + step + " failed: fault injected")
+                        || l.startsWith("source: rolled back")),
+                "the source heard Failed(" + step + "): " + String.join("\n", log));
+        if (Memtouch.alive(pid)) {
+            m.pid = pid;
+            m.awaitBeats(1);
+            m.assertVerifies();
+        }
+    }
+
+    @Test
+    void faultStepsParseFromTheirCommandLineNames() {
+        assertEquals(DestinationFault.SKELETON_BUILT, DestinationFault.parse("skeleton-built"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DestinationFault.parse("later"));
+        assertTrue(e.getMessage().contains("unknown fault step 'later'") && e.getMessage().contains("post-copy"),
+                e.getMessage());
+    }
+
+    /** Every warm process the destination built, and the restored copy, are dead. */
+    private void assertNothingLeftAtTheDestination(MigrationReport dest) {
+        List<String> lines = List.copyOf(log);
+        for (String l : lines) {
+            Matcher w = WARM_PID.matcher(l);
+            if (w.find()) {
+                Memtouch.awaitGone(Integer.parseInt(w.group(1)));
+            }
+        }
+        if (dest.destinationPid > 0) {
+            Memtouch.awaitGone(dest.destinationPid);
+        }
+        assertFalse(dest.destinationPid > 0 && Memtouch.alive(dest.destinationPid), dest.toJson());
     }
 }

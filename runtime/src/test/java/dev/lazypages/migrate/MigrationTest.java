@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.AfterEach;
@@ -98,7 +99,8 @@ class MigrationTest {
     }
 
     @ParameterizedTest(name = "{0} with {1} thread(s)")
-    @CsvSource({"pre-copy, 1", "post-copy, 1", "hybrid, 1", "pre-copy, 4", "post-copy, 4", "hybrid, 4"})
+    @CsvSource({"pre-copy, 1", "post-copy, 1", "hybrid, 1", "pre-copy, 4", "post-copy, 4", "hybrid, 4", "pre-copy, 8",
+            "hybrid, 8"})
     void migratesMemtouchAndItVerifiesAtTheDestination(String mode, int threads) throws Exception {
         ServeDaemon d = daemon(null, null);
         Memtouch m = memtouch(256, threads, 4);
@@ -120,6 +122,7 @@ class MigrationTest {
         assertTrue(Files.exists(tmp.resolve("reports").resolve("migration-" + r.migrationId + ".json")));
         if (MigrationMode.parse(mode).preCopies()) {
             assertFalse(r.rounds.isEmpty(), r.toJson());
+            assertWarm(dest.getFirst());
         } else {
             assertTrue(r.rounds.isEmpty(), r.toJson());
         }
@@ -136,7 +139,25 @@ class MigrationTest {
         MigrationReport r = migrate(m, d, options(d, MigrationMode.parse(mode)).withLimits(new ConvergencePolicy.Limits(3, 100, 0)));
         assertTrue(r.rounds.size() >= 2, r.toJson());
         assertTrue(r.rounds.get(1).pages() < r.rounds.get(0).pages(), "round 2 sends only what was dirtied: " + r.toJson());
-        assertEquals(r.rounds.size(), d.awaitReports(1, Duration.ofSeconds(60)).getFirst().rounds.size());
+        MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
+        assertEquals(r.rounds.size(), dest.rounds.size());
+        assertWarm(dest);
+        for (int i = 1; i <= r.rounds.size(); i++) {
+            assertTrue(dest.phasesMs.containsKey("warm: round " + i), "round " + i + " applied to the warm process: "
+                    + dest.phasesMs);
+        }
+    }
+
+    /**
+     * The warm destination: the process was built from round 1 before the freeze (the frozen-time
+     * restore spawned nothing and wrote no pre-copied page: its pages step is the final one only).
+     */
+    static void assertWarm(MigrationReport dest) {
+        Map<String, Double> p = dest.phasesMs;
+        assertTrue(p.containsKey("warm: round 1"), "the skeleton was built during pre-copy: " + p);
+        assertFalse(p.containsKey("restore: spawn lp-stub"), "nothing spawned while frozen: " + p);
+        assertFalse(p.containsKey("restore: write pages"), "no pre-copied page written while frozen: " + p);
+        assertTrue(p.containsKey("restore: apply the"), "the final image was applied to the warm process: " + p);
     }
 
     @Test
