@@ -121,7 +121,7 @@ final class ImageValidator {
                 throw new ImageFormatException(file, what.get() + ": empty run");
             }
             if (nr > MAX_RUN_PAGES) { // readers count pages in an int (found by ImageFuzzTest)
-                throw new ImageFormatException(file, what + ": run of more than " + MAX_RUN_PAGES + " pages");
+                throw new ImageFormatException(file, what.get() + ": run of more than " + MAX_RUN_PAGES + " pages");
             }
             if (!aligned(e.getVaddr(), pageSize)) {
                 throw new ImageFormatException(file, what.get() + ": address not aligned to the page size " + pageSize);

@@ -1,6 +1,7 @@
 package dev.lazypages.migrate;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lazypages.dump.ConvergencePolicy;
@@ -162,7 +163,11 @@ class PostCopyRecoveryTest {
             p.cutAll();
         };
         long t0 = System.nanoTime();
-        MigrationSource.run(before, d.address(), options(d), NetLink::connect, plane);
+        // the destination kills its copy and reports Failed over the control connection, which still works: the
+        // source resumes its frozen original, which is complete (exactly one copy runs)
+        MigrationException e = assertThrows(MigrationException.class,
+                () -> MigrationSource.run(before, d.address(), options(d), NetLink::connect, plane));
+        assertTrue(e.sourceRunning(), e.getMessage());
         MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
         double s = (System.nanoTime() - t0) / 1e9;
         System.out.println("source unreachable: " + dest.toJson() + "\n" + String.join("\n", log));
@@ -172,6 +177,8 @@ class PostCopyRecoveryTest {
         assertTrue(log.stream().anyMatch(l -> l.contains("killed restored pid " + dest.destinationPid)), String.join("\n", log));
         Memtouch.awaitGone(dest.destinationPid);
         assertTrue(s < 60, "nothing hangs: " + s + " s");
+        assertEquals(before, m.pid, "the original runs on");
+        m.assertVerifies();
 
         // the daemon takes the next migration
         Memtouch next = memtouch(32);
