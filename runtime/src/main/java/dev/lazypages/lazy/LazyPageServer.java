@@ -845,8 +845,9 @@ public final class LazyPageServer implements AutoCloseable {
         for (Seg seg : segs) {
             try {
                 uffd.unregister(seg.cur, seg.len);
-            } catch (RuntimeException e) { // e.g. unmapped since: closing the uffd unregisters what is left
-                LOG.log(System.Logger.Level.DEBUG, "unregistering " + new AddressRange(seg.cur, seg.cur + seg.len), e);
+            } catch (RuntimeException e) { // e.g. unmapped since; what stays registered is released with the
+                // last reference to the uffd, which may be the target's own (its faults there would block)
+                LOG.log(System.Logger.Level.WARNING, "unregistering " + new AddressRange(seg.cur, seg.cur + seg.len), e);
             }
         }
     }
