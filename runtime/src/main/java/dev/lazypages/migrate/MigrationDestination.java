@@ -308,6 +308,10 @@ public final class MigrationDestination {
                 }
             } catch (ExecutionException e) {
                 kill(restored); // first: with its uffd closed it would read zeros where its memory is missing
+                if (client != null) {
+                    client.close(); // its pending requests fail at once: the handoff's close waits for no reconnection
+                    client = null;
+                }
                 handoff.close();
                 throw new IOException("post-copy failed: " + MigrationSource.message(e.getCause()), e.getCause());
             } finally {
@@ -338,11 +342,13 @@ public final class MigrationDestination {
                 say("killed restored pid %d (%s)", restored, why);
                 rep.error += "; killed restored pid " + restored + " (" + why + ")";
             }
+            if (client != null) {
+                // first: its pending requests fail at once, so nothing in the lazy page server waits for a
+                // reconnection (up to the recover timeout) while the handoff closes
+                client.close();
+            }
             if (handoff != null) {
                 handoff.close();
-            }
-            if (client != null) {
-                client.close();
             }
             try {
                 link.send(new Msg.Failed(step, MigrationSource.message(e)));
