@@ -14,7 +14,8 @@ import java.util.Map;
  * (path, flags, position and what the file was: dev, inode, size, mode, from stat of the
  * /proc/PID/fd link) and /dev/null. Anything else, a regular file that was deleted included,
  * is refused with a message naming the fd and its type, or recorded as /dev/null or left out
- * as {@link UnsupportedFds} says.
+ * as {@link UnsupportedFds} says. A userfaultfd while no VMA of the process is registered (the
+ * idle one a lazy restore leaves in its process) is left out: it holds nothing to restore.
  */
 final class FileRecords {
     /** Flags that meant something only to the original open(2). */
@@ -25,7 +26,19 @@ final class FileRecords {
     private static final int S_IFDIR = 0040000;
     private static final int S_IFSOCK = 0140000;
 
+    private static final String USERFAULTFD = "anon_inode:[userfaultfd]";
+
     private FileRecords() {
+    }
+
+    /** Whether any VMA of {@code pid} is registered with a userfaultfd (VmFlags um, uw or ui in smaps). */
+    private static boolean anyUffdRegistered(int pid) {
+        try (var lines = Files.lines(Path.of("/proc", Integer.toString(pid), "smaps"))) {
+            return lines.filter(l -> l.startsWith("VmFlags:"))
+                    .anyMatch(l -> List.of(l.substring(8).trim().split(" ")).stream().anyMatch(t -> t.equals("um") || t.equals("uw") || t.equals("ui")));
+        } catch (IOException | java.io.UncheckedIOException e) {
+            return true; // cannot tell: treat it as in use (refused or handled by the policy)
+        }
     }
 
     static List<OpenFile> toImage(int pid, List<dev.lazypages.proc.OpenFile> fds, UnsupportedFds policy) {
@@ -44,6 +57,9 @@ final class FileRecords {
                         .setDev((Long) st.get("dev")).setInode((Long) st.get("ino")).setSize((Long) st.get("size"))
                         .setMode((Integer) st.get("mode")).build());
                 continue;
+            }
+            if (f.target().equals(USERFAULTFD) && !anyUffdRegistered(pid)) {
+                continue; // idle: the one a lazy restore leaves its process (see Restorer.registerLazy)
             }
             String what = describe(f, st);
             switch (policy) {

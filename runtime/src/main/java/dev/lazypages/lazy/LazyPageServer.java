@@ -110,8 +110,11 @@ import org.HdrHistogram.Recorder;
  *
  * <h2>Completion</h2>
  * When every stored page is delivered or dropped, the fault thread unregisters the current
- * ranges and closes the uffd (later first touches of never-populated pages are ordinary kernel
- * zero fills), the threads end and {@link #completion()} completes with {@link LazyStats}. On an
+ * ranges (always explicitly: the target may hold a reference to the uffd, as the restorer's
+ * targets do, and closing ours would not unregister anything then) and closes the uffd (later
+ * first touches of never-populated pages are ordinary kernel zero fills), the threads end and
+ * {@link #completion()} completes with {@link LazyStats}. {@link #close()} also unregisters
+ * when no page is pending, and leaves pending ranges registered. On an
  * unexpected error it completes exceptionally with a {@link LazyPagesException} naming the step;
  * the uffd is then left open and registered (closing it would let the process read zeros where
  * it has data): the caller should kill the target, then {@link #close()}.
@@ -842,8 +845,9 @@ public final class LazyPageServer implements AutoCloseable {
         for (Seg seg : segs) {
             try {
                 uffd.unregister(seg.cur, seg.len);
-            } catch (RuntimeException e) { // e.g. unmapped since: closing the uffd unregisters what is left
-                LOG.log(System.Logger.Level.DEBUG, "unregistering " + new AddressRange(seg.cur, seg.cur + seg.len), e);
+            } catch (RuntimeException e) { // e.g. unmapped since; what stays registered is released with the
+                // last reference to the uffd, which may be the target's own (its faults there would block)
+                LOG.log(System.Logger.Level.WARNING, "unregistering " + new AddressRange(seg.cur, seg.cur + seg.len), e);
             }
         }
     }
@@ -1332,6 +1336,14 @@ public final class LazyPageServer implements AutoCloseable {
             b.join();
         }
         completion.completeExceptionally(new LazyPagesException("closed before completion"));
+        // every page in: nothing to wait for, unregister (the target may hold the uffd too, and its
+        // ranges would stay registered). Pages still missing stay registered: faults there block
+        // until the target is killed rather than read zeros.
+        synchronized (this) {
+            if (!uffdClosed && !targetGone && pending.get() == 0) {
+                unregisterAll();
+            }
+        }
         closeUffd();
         arena.close();
     }

@@ -174,7 +174,7 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
         }
     }
 
-    /** Stops serving (the process must be dead or done: its unserved pages would read as zeros). */
+    /** Stops serving (the process should be dead or done: its faults on unserved pages block, see LazyPageServer#close). */
     @Override
     public void close() {
         LazyPageServer s;

@@ -69,6 +69,7 @@ public final class Restorer {
     private static final int NR_LSEEK = 8;
     private static final int NR_RT_SIGACTION = 13;
     private static final int NR_DUP2 = 33;
+    private static final int NR_FCNTL = 72;
     private static final int NR_CLONE = 56;
     private static final int NR_DUP3 = 292;
     private static final int NR_USERFAULTFD = 323;
@@ -81,6 +82,7 @@ public final class Restorer {
     private static final int O_CLOEXEC = 02000000;
     private static final int O_NONBLOCK = 04000;
     private static final int SEEK_SET = 0;
+    private static final int F_DUPFD_CLOEXEC = 1030;
     private static final int PR_SET_NAME = 15;
     private static final int TASK_COMM_LEN = 16;
     private static final int SIGKILL = 9;
@@ -203,6 +205,8 @@ public final class Restorer {
     private long remoteBytesFetched;
     private final List<LazyHandoff.Region> lazyRegions = new ArrayList<>();
     private Userfaultfd uffd;
+    /** The target's own reference to its userfaultfd (above every image fd), -1 without. */
+    private int keptUffdFd = -1;
     private String step = "open image";
 
     private Restorer(Options opts) {
@@ -398,14 +402,21 @@ public final class Restorer {
     private void registerLazy() {
         step("create userfaultfd in the target");
         int remote = (int) sk.main.call("userfaultfd", NR_USERFAULTFD, O_CLOEXEC | O_NONBLOCK);
-        int local;
         try {
             step("take userfaultfd (pidfd_getfd)");
-            local = Pidfd.stealFd(pid, remote);
+            uffd = Userfaultfd.adopt(Pidfd.stealFd(pid, remote));
+            // The target keeps a reference, above every fd the image restores: if the daemon dies
+            // (kill -9) its faults then block instead of the kernel unregistering the ranges and
+            // the process reading zeros where pages are missing. The server unregisters at the end.
+            int minFd = 0;
+            for (OpenFile f : proc.getFilesList()) {
+                minFd = Math.max(minFd, f.getFd() + 1);
+            }
+            step("keep the target's userfaultfd at fd >= " + minFd);
+            keptUffdFd = (int) sk.main.call("fcntl", NR_FCNTL, remote, F_DUPFD_CLOEXEC, minFd);
         } finally {
             sk.main.close(remote);
         }
-        uffd = Userfaultfd.adopt(local);
         step("UFFDIO_API");
         uffd.api(opts.handoff().uffdFeatures());
         for (Vma v : proc.getVmasList()) {
@@ -492,6 +503,9 @@ public final class Restorer {
         Set<Integer> wanted = new HashSet<>();
         for (OpenFile f : proc.getFilesList()) {
             wanted.add(f.getFd());
+        }
+        if (keptUffdFd >= 0) {
+            wanted.add(keptUffdFd); // see registerLazy
         }
         for (dev.lazypages.proc.OpenFile f : ProcFds.list(pid)) {
             if (!wanted.contains(f.fd())) {
