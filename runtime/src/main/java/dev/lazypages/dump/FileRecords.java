@@ -14,8 +14,9 @@ import java.util.Map;
  * (path, flags, position and what the file was: dev, inode, size, mode, from stat of the
  * /proc/PID/fd link) and /dev/null. Anything else, a regular file that was deleted included,
  * is refused with a message naming the fd and its type, or recorded as /dev/null or left out
- * as {@link UnsupportedFds} says. A userfaultfd while no VMA of the process is registered (the
- * idle one a lazy restore leaves in its process) is left out: it holds nothing to restore.
+ * as {@link UnsupportedFds} says. A userfaultfd is refused too: the one a lazy restore leaves its
+ * process is closed once every page is in (restore.KeptUffd), so one still there means its
+ * post-copy has not finished, and the message says so.
  */
 final class FileRecords {
     /** Flags that meant something only to the original open(2). */
@@ -29,16 +30,6 @@ final class FileRecords {
     private static final String USERFAULTFD = "anon_inode:[userfaultfd]";
 
     private FileRecords() {
-    }
-
-    /** Whether any VMA of {@code pid} is registered with a userfaultfd (VmFlags um, uw or ui in smaps). */
-    private static boolean anyUffdRegistered(int pid) {
-        try (var lines = Files.lines(Path.of("/proc", Integer.toString(pid), "smaps"))) {
-            return lines.filter(l -> l.startsWith("VmFlags:"))
-                    .anyMatch(l -> List.of(l.substring(8).trim().split(" ")).stream().anyMatch(t -> t.equals("um") || t.equals("uw") || t.equals("ui")));
-        } catch (IOException | java.io.UncheckedIOException e) {
-            return true; // cannot tell: treat it as in use (refused or handled by the policy)
-        }
     }
 
     static List<OpenFile> toImage(int pid, List<dev.lazypages.proc.OpenFile> fds, UnsupportedFds policy) {
@@ -58,13 +49,12 @@ final class FileRecords {
                         .setMode((Integer) st.get("mode")).build());
                 continue;
             }
-            if (f.target().equals(USERFAULTFD) && !anyUffdRegistered(pid)) {
-                continue; // idle: the one a lazy restore leaves its process (see Restorer.registerLazy)
-            }
             String what = describe(f, st);
             switch (policy) {
                 case REFUSE -> throw new IllegalArgumentException("fd " + f.fd() + " is " + what
-                        + ", which cannot be dumped (--unsupported-fds=devnull or =close to dump it anyway)");
+                        + ", which cannot be dumped (--unsupported-fds=devnull or =close to dump it anyway)"
+                        + (f.target().equals(USERFAULTFD) ? "; if this process was restored lazily, its pages are still"
+                        + " arriving: migrate it again once its post-copy has finished" : ""));
                 case DEVNULL -> out.add(b.setKind(OpenFile.Kind.DEV_NULL).setPath("/dev/null").setFlags(f.accessMode()).build());
                 case CLOSE -> {
                     // left out: the restored process does not have it

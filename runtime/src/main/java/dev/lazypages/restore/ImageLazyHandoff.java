@@ -20,6 +20,7 @@ import java.util.concurrent.CompletableFuture;
  * page is in place (or the process exited); {@link #close()} stops serving early.
  */
 public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(ImageLazyHandoff.class.getName());
     private final LazyPageServer.Options serverOptions;
     private ImageReader reader;
     private ImageLazySource source;
@@ -27,6 +28,9 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
     private long remotePages;
     private AutoCloseable warmResources;
     private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
+    private KeptUffd kept;
+    private boolean detached;
+    private LazyStats serverStats;
 
     public ImageLazyHandoff() {
         this(LazyPageServer.Options.defaults());
@@ -84,14 +88,7 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
             closeSources();
             throw e;
         }
-        server.completion().whenComplete((stats, err) -> {
-            closeSources();
-            if (err != null) {
-                completion.completeExceptionally(err);
-            } else {
-                completion.complete(stats);
-            }
-        });
+        finishWithServer();
     }
 
     /** See {@link LazyHandoff#startWarm}: the server reads only {@code missing} (no image is opened here). */
@@ -113,14 +110,62 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
             closeSources();
             throw e;
         }
+        finishWithServer();
+    }
+
+    /**
+     * When the server completes: the sources closed; then, once every page is in and the restorer
+     * has let the process go, the target's own reference to the uffd (if any) closed inside it;
+     * then {@link #completion()}.
+     */
+    private void finishWithServer() {
         server.completion().whenComplete((stats, err) -> {
             closeSources();
             if (err != null) {
                 completion.completeExceptionally(err);
-            } else {
-                completion.complete(stats);
+                return;
             }
+            synchronized (this) {
+                serverStats = stats;
+            }
+            finishIfReady();
         });
+    }
+
+    private void finishIfReady() {
+        KeptUffd k;
+        LazyStats stats;
+        synchronized (this) {
+            if (serverStats == null || kept != null && !detached || completion.isDone()) {
+                return;
+            }
+            k = kept;
+            kept = null;
+            stats = serverStats;
+        }
+        if (k != null && !stats.targetExited()) {
+            try {
+                k.release();
+            } catch (RuntimeException e) { // e.g. another tracer attached: one idle fd stays in the process
+                LOG.log(System.Logger.Level.WARNING, "pid " + k.pid() + " keeps its idle userfaultfd at fd " + k.fd()
+                        + " (a dump of it will refuse that fd): " + e.getMessage());
+            }
+        }
+        completion.complete(stats);
+    }
+
+    @Override
+    public synchronized void targetKeeps(KeptUffd k) {
+        kept = k;
+    }
+
+    /** The restorer has detached: the kept uffd can be closed (it cannot be seized before), see {@link #finishIfReady}. */
+    @Override
+    public void targetDetached() {
+        synchronized (this) {
+            detached = true;
+        }
+        finishIfReady();
     }
 
     /** A source with no stored page: every fault is a page never populated. */

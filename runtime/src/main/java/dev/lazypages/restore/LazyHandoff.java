@@ -21,6 +21,19 @@ public interface LazyHandoff {
         }
     }
 
+    /**
+     * Called before {@link #start} or {@link #startWarm} when the restored process keeps its own
+     * reference to the uffd: a handoff closes it ({@link KeptUffd#release()}) once every page is
+     * in, the ranges are unregistered and {@link #targetDetached()} was called. The default leaves
+     * it in the process (idle, one fd).
+     */
+    default void targetKeeps(KeptUffd kept) {
+    }
+
+    /** Called once the restorer has detached from the running process (after {@link #targetKeeps}). */
+    default void targetDetached() {
+    }
+
     /** The UFFDIO_API features to ask for (each must be supported, or the restore fails). */
     long uffdFeatures();
 

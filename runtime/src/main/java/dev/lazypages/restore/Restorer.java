@@ -207,6 +207,8 @@ public final class Restorer {
     private Userfaultfd uffd;
     /** The target's own reference to its userfaultfd (above every image fd), -1 without. */
     private int keptUffdFd = -1;
+    /** The same, for the handoff to close once every page is in. */
+    private KeptUffd kept;
     private String step = "open image";
 
     private Restorer(Options opts) {
@@ -230,6 +232,9 @@ public final class Restorer {
             // everything from here on the tracer thread: no hand-over per injected call
             sk.onTracer(this::rebuild);
             sk.detach();
+            if (kept != null) {
+                opts.handoff().targetDetached(); // it may close the process's uffd now (it needs to seize)
+            }
             long written = sk.bytesWritten() - (opts.warm() != null ? opts.warm().bytesWritten() : 0);
             return new Result(pid, proc.getThreadsCount(), written, lazyBytes,
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0), remoteBytesFetched, remotePages);
@@ -399,7 +404,7 @@ public final class Restorer {
 
     // ---- lazy: userfaultfd ----
 
-    private void registerLazy() {
+    private void registerLazy() throws IOException {
         step("create userfaultfd in the target");
         int remote = (int) sk.main.call("userfaultfd", NR_USERFAULTFD, O_CLOEXEC | O_NONBLOCK);
         try {
@@ -414,6 +419,7 @@ public final class Restorer {
             }
             step("keep the target's userfaultfd at fd >= " + minFd);
             keptUffdFd = (int) sk.main.call("fcntl", NR_FCNTL, remote, F_DUPFD_CLOEXEC, minFd);
+            kept = new KeptUffd(pid, keptUffdFd, KeptUffd.inodeOf(uffd.fd()));
         } finally {
             sk.main.close(remote);
         }
@@ -600,6 +606,9 @@ public final class Restorer {
         step("start the page server");
         Userfaultfd u = uffd;
         uffd = null; // the handoff owns it now
+        if (kept != null) {
+            opts.handoff().targetKeeps(kept);
+        }
         if (opts.warm() != null) {
             // every page the source did not leave REMOTE is in the process already
             WarmRestore.Served served = opts.warm().served(reader, remotePages > 0 && opts.lazy() ? opts.remote() : null);
