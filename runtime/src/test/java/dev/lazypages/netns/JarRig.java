@@ -379,6 +379,16 @@ final class JarRig implements AutoCloseable {
      */
     Migrate migrate(Side from, int pid, Daemon to, String mode, Duration timeout, String... extra)
             throws IOException, InterruptedException {
+        return migrate(from, pid, to, mode, timeout, null, extra);
+    }
+
+    /**
+     * As {@link #migrate(Side, int, Daemon, String, Duration, String...)}, but the migrate JVM is
+     * killed with SIGKILL as soon as {@code killWhen} holds for the daemon (polled every 2 ms);
+     * with {@code null}, never.
+     */
+    Migrate migrate(Side from, int pid, Daemon to, String mode, Duration timeout, Predicate<Daemon> killWhen,
+                    String... extra) throws IOException, InterruptedException {
         List<String> args = new ArrayList<>(List.of("migrate", "-t", Integer.toString(pid), "--to", to.target(), "--token",
                 TOKEN, "--mode", mode));
         args.addAll(List.of(extra));
@@ -389,6 +399,13 @@ final class JarRig implements AutoCloseable {
         Process m = new ProcessBuilder(in(from, jvm("lazy-dump.jar", List.of(), args.toArray(String[]::new))))
                 .redirectOutput(out.toFile()).redirectError(err.toFile()).start();
         m.getOutputStream().close();
+        if (killWhen != null) {
+            long deadline = System.nanoTime() + timeout.toNanos();
+            while (m.isAlive() && System.nanoTime() - deadline < 0 && !killWhen.test(to)) {
+                Thread.sleep(2);
+            }
+            m.destroyForcibly();
+        }
         if (!m.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
             m.destroyForcibly();
             m.waitFor(10, TimeUnit.SECONDS);

@@ -113,6 +113,35 @@ class NetnsMigrationFailureIT {
         killDaemonAndMigrate(w, mode, d -> stubsIn(Side.DST).stream().anyMatch(p -> traced(p)));
     }
 
+    /**
+     * kill -9 of the source's migrate JVM once the daemon has the first pre-copy round: the kernel
+     * detaches the process when its tracer dies (and drops the tracker's write-protect registration
+     * with its userfaultfd), so it runs on, same pid, untraced, verifying; the daemon sees the
+     * control connection end, kills the warm skeleton it was building and reports the migration
+     * failed; nothing is left in the destination namespace.
+     */
+    @Test
+    void theSourceKilledDuringPreCopyLeavesTheProcessRunningAndTheDestinationClean() throws Exception {
+        Daemon d = rig.serve(Side.DST);
+        try {
+            Workload w = memtouch(256, 2, 32, null);
+            int pid = w.pid;
+            long beat = w.lastBeat();
+            JarRig.Migrate r = rig.migrate(Side.SRC, pid, d, "hybrid", T, printed("received 1 "),
+                    "--max-iterations", "10", "--goal", "100");
+            System.out.printf("netns: source killed during pre-copy: %s%n--- daemon\n%s%n", r, d.log());
+            assertEquals(137, r.exit(), "killed by SIGKILL: " + r);
+            assertEquals(pid, w.pid);
+            assertEquals(0, tracerPid(pid), "detached by the kernel when its tracer died");
+            assertSourceRunsOnAndDestinationIsClean(w, d);
+            w.assertBeatsOnPast(beat);
+            assertEquals(List.of("failed"), d.awaitReports(1), d.log());
+            assertTrue(d.process.isAlive(), "the daemon goes on with the next migration");
+        } finally {
+            d.stop();
+        }
+    }
+
     private static Predicate<Daemon> printed(String line) {
         return d -> d.lines().stream().anyMatch(l -> l.contains("] " + line));
     }
