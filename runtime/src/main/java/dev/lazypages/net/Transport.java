@@ -21,6 +21,7 @@ import io.netty.channel.socket.nio.NioSocketChannel;
 import io.netty.handler.codec.ByteToMessageDecoder;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslHandler;
+import io.netty.handler.ssl.SslHandler;
 import io.netty.handler.ssl.SslHandshakeCompletionEvent;
 import io.netty.handler.stream.ChunkedInput;
 import io.netty.handler.stream.ChunkedWriteHandler;
@@ -33,6 +34,7 @@ import java.nio.channels.WritableByteChannel;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
+import javax.net.ssl.SSLParameters;
 
 /**
  * The Netty transport of this package: epoll ({@code new MultiThreadIoEventLoopGroup(
@@ -163,7 +165,15 @@ final class Transport {
         return ch -> {
             addFileRegionSupport(ch, plane);
             ch.pipeline().addFirst("tlsReport", new HandshakeReport(plane, "with"));
-            ch.pipeline().addFirst("tls", ctx.newHandler(ch.alloc(), peer.getHostString(), peer.getPort()));
+            SslHandler h = ctx.newHandler(ch.alloc(), peer.getHostString(), peer.getPort());
+            if (tls.options().caCert() != null) {
+                // the chain to the CA is not enough: the certificate must name the address dialled
+                // (subjectAltName IP or DNS), or any holder of a certificate from that CA could pose as the peer
+                SSLParameters p = h.engine().getSSLParameters();
+                p.setEndpointIdentificationAlgorithm("HTTPS");
+                h.engine().setSSLParameters(p);
+            }
+            ch.pipeline().addFirst("tls", h);
         };
     }
 

@@ -171,6 +171,22 @@ class TlsTest {
         }
     }
 
+    /** A certificate from the trusted CA, but for another address than the one dialled, is refused by the client. */
+    @Test
+    void aServerWhoseCertificateNamesAnotherAddressIsRefusedByAVerifyingClient() throws Exception {
+        TlsFixture.Pem elsewhere = TlsFixture.selfSigned(tmp, "elsewhere", "IP:127.0.0.2,DNS:elsewhere.invalid");
+        InetSocketAddress at = listen(Tls.of(elsewhere.verifying(a)));
+        HandshakeException e = assertThrows(HandshakeException.class,
+                () -> ControlClient.connect(at, hello(Role.SOURCE), T, Tls.of(a.verifying(elsewhere))));
+        assertTrue(e.getMessage().startsWith("TLS with " + at + " failed: ") && e.getMessage().contains("subject alternative names matching IP address 127.0.0.1"),
+                e.getMessage());
+        assertNull(accepted.poll());
+        // without --tls-cacert nothing is verified (encryption only; the token authenticates): it connects
+        try (ControlConnection c = ControlClient.connect(at, hello(Role.SOURCE), T, Tls.of(a.unverified()))) {
+            assertTrue(c.isOpen());
+        }
+    }
+
     @Test
     void pagesOverTlsAndAPlainPageClientRefusedWithAMessageSayingSo() throws Exception {
         GeneratedPages pages = new GeneratedPages(PageServerClientTest.PS, 9);
