@@ -11,8 +11,6 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
-import org.HdrHistogram.Histogram;
 
 /** {@link PagePlane} over dev.lazypages.net's {@link PageServer}, {@link PageClient} and {@link RemoteLazySource}. */
 final class NetPagePlane implements PagePlane {
@@ -38,32 +36,7 @@ final class NetPagePlane implements PagePlane {
             }
         };
         PageServer s = PageServer.start(new InetSocketAddress(bind, 0), provider, token);
-        return new Server() {
-            @Override
-            public int port() {
-                return s.localAddress().getPort();
-            }
-
-            @Override
-            public CompletableFuture<?> done() {
-                return s.done();
-            }
-
-            @Override
-            public Histogram serveLatency() {
-                return s.serveLatency();
-            }
-
-            @Override
-            public long idleNanos() {
-                return s.idleNanos();
-            }
-
-            @Override
-            public void close() {
-                s.close();
-            }
-        };
+        return Server.of(() -> s.localAddress().getPort(), s::done, s::serveLatency, s::idleNanos, s::close);
     }
 
     @Override

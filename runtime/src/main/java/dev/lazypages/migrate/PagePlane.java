@@ -26,6 +26,47 @@ public interface PagePlane {
 
         @Override
         void close();
+
+        /** This server as reached through {@code front} (e.g. a proxy) on {@code port}; closing it closes {@code front} first. */
+        default Server fronted(int port, Runnable closeFront) {
+            Server s = this;
+            return of(() -> port, s::done, s::serveLatency, s::idleNanos, () -> {
+                closeFront.run();
+                s.close();
+            });
+        }
+
+        /** A server made of its parts. */
+        static Server of(java.util.function.IntSupplier port, java.util.function.Supplier<CompletableFuture<?>> done,
+                         java.util.function.Supplier<Histogram> serveLatency, java.util.function.LongSupplier idleNanos,
+                         Runnable close) {
+            return new Server() {
+                @Override
+                public int port() {
+                    return port.getAsInt();
+                }
+
+                @Override
+                public CompletableFuture<?> done() {
+                    return done.get();
+                }
+
+                @Override
+                public Histogram serveLatency() {
+                    return serveLatency.get();
+                }
+
+                @Override
+                public long idleNanos() {
+                    return idleNanos.getAsLong();
+                }
+
+                @Override
+                public void close() {
+                    close.run();
+                }
+            };
+        }
     }
 
     /** The destination's page client. */

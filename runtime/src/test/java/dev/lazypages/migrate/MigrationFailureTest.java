@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lazypages.dump.ConvergencePolicy;
-import dev.lazypages.ffm.testing.Requires;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
@@ -34,30 +33,19 @@ import org.junit.jupiter.params.provider.EnumSource;
 class MigrationFailureTest {
     @TempDir
     Path tmp;
-    private final List<AutoCloseable> cleanup = new ArrayList<>();
-    private final List<ServeDaemon> daemons = new ArrayList<>();
-    private final List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
+    private MigrationRig rig;
+    private List<String> log;
     private static final Pattern WARM_PID = Pattern.compile("warm: round \\d+ applied .*\\(pid (\\d+)\\)");
 
     @BeforeEach
     void needs() {
-        Requires.root();
-        Requires.ptrace();
-        Requires.userfaultfd();
+        rig = new MigrationRig(tmp);
+        log = rig.log;
     }
 
     @AfterEach
     void closeAll() throws Exception {
-        for (AutoCloseable c : cleanup.reversed()) {
-            c.close();
-        }
-        for (ServeDaemon d : daemons) {
-            for (MigrationReport r : d.reports()) {
-                if (r.destinationPid > 0 && Memtouch.alive(r.destinationPid)) {
-                    MigrationDestination.kill(r.destinationPid); // a copy a failed test left behind
-                }
-            }
-        }
+        rig.close();
     }
 
     private ServeDaemon daemon(Path stub, Consumer<String> progress) throws IOException {
@@ -65,29 +53,15 @@ class MigrationFailureTest {
     }
 
     private ServeDaemon daemon(Path stub, Consumer<String> progress, DestinationFault fault) throws IOException {
-        MigrationDestination.Options d = new MigrationDestination.Options(tmp.resolve("dest"), stub, tmp.resolve("reports"),
-                false, null, Duration.ofSeconds(60), Duration.ofSeconds(120), null, null, line -> {
-                    log.add(line);
-                    if (progress != null) {
-                        progress.accept(line);
-                    }
-                }).withFault(fault);
-        ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), null, d));
-        cleanup.add(s);
-        daemons.add(s);
-        return s;
+        return rig.daemon(stub, null, null, fault, progress);
     }
 
     private Memtouch memtouch(int mib, int threads, int rate) {
-        Memtouch m = Memtouch.start(mib, threads, rate);
-        cleanup.add(m);
-        return m;
+        return rig.memtouch(mib, threads, rate);
     }
 
     private MigrationSource.Options options(ServeDaemon d, MigrationMode mode) {
-        return MigrationSource.Options.defaults().withMode(mode).withToken(d != null ? d.token() : null)
-                .withLimits(new ConvergencePolicy.Limits(5, 70, 0)).withReport(tmp.resolve("source-report.json"))
-                .withProgress(line -> log.add("source: " + line));
+        return rig.options(d, mode);
     }
 
     /** The source runs on, untraced, and its memory checks out; no copy of it runs at the destination. */

@@ -6,13 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lazypages.dump.ConvergencePolicy;
-import dev.lazypages.ffm.testing.Requires;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
@@ -29,60 +27,30 @@ import org.junit.jupiter.params.provider.CsvSource;
 class MigrationTest {
     @TempDir
     Path tmp;
-    private final List<AutoCloseable> cleanup = new ArrayList<>();
-    private final List<ServeDaemon> daemons = new ArrayList<>();
-    private final List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
+    private MigrationRig rig;
+    private List<String> log;
 
     @BeforeEach
     void needs() {
-        Requires.root();
-        Requires.ptrace();
-        Requires.userfaultfd();
+        rig = new MigrationRig(tmp);
+        log = rig.log;
     }
 
     @AfterEach
     void closeAll() throws Exception {
-        for (AutoCloseable c : cleanup.reversed()) {
-            c.close();
-        }
-        for (ServeDaemon d : daemons) {
-            for (MigrationReport r : d.reports()) {
-                try {
-                    if (r.destinationPid > 0 && Memtouch.alive(r.destinationPid)
-                            && Files.readSymbolicLink(Path.of("/proc/" + r.destinationPid + "/exe")).toString().endsWith("memtouch")) {
-                        MigrationDestination.kill(r.destinationPid); // a migrated copy a failed test left behind
-                    }
-                } catch (IOException gone) {
-                    // exited meanwhile
-                }
-            }
-        }
+        rig.close();
     }
 
     private ServeDaemon daemon(UnaryOperator<HostFacts> hook, Consumer<String> progress) throws IOException {
-        MigrationDestination.Options d = new MigrationDestination.Options(tmp.resolve("dest"), null, tmp.resolve("reports"),
-                false, null, Duration.ofSeconds(60), Duration.ofSeconds(120), hook, null, line -> {
-                    log.add(line);
-                    if (progress != null) {
-                        progress.accept(line);
-                    }
-                });
-        ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), null, d));
-        cleanup.add(s);
-        daemons.add(s);
-        return s;
+        return rig.daemon(null, hook, null, null, progress);
     }
 
     private Memtouch memtouch(int mib, int threads, int rate) {
-        Memtouch m = Memtouch.start(mib, threads, rate);
-        cleanup.add(m);
-        return m;
+        return rig.memtouch(mib, threads, rate);
     }
 
     private MigrationSource.Options options(ServeDaemon d, MigrationMode mode) {
-        return MigrationSource.Options.defaults().withMode(mode).withToken(d.token())
-                .withLimits(new ConvergencePolicy.Limits(5, 70, 0)).withReport(tmp.resolve("source-report.json"))
-                .withProgress(line -> log.add("source: " + line));
+        return rig.options(d, mode);
     }
 
     private MigrationReport migrate(Memtouch m, ServeDaemon d, MigrationSource.Options o) {
@@ -177,9 +145,7 @@ class MigrationTest {
     void aMissingFileRefusesAndLeavesTheSourceUntouched() throws Exception {
         MigrationDestination.Options opts = new MigrationDestination.Options(tmp.resolve("dest"), null, null, false, null,
                 null, null, null, path -> path.endsWith(".log") ? null : Prechecks.localFiles().apply(path), log::add);
-        ServeDaemon d = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), "secret", opts));
-        cleanup.add(d);
-        daemons.add(d);
+        ServeDaemon d = rig.closeLater(ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), "secret", opts)));
         Memtouch m = memtouch(64, 1, 4);
         MigrationException e = assertThrows(MigrationException.Refused.class,
                 () -> MigrationSource.run(m.pid, d.address(), options(d, MigrationMode.PRE_COPY)));

@@ -4,9 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.lazypages.dump.ConvergencePolicy;
 import dev.lazypages.dump.FrozenProcess;
-import dev.lazypages.ffm.testing.Requires;
 import dev.lazypages.lazy.LazySource;
 import dev.lazypages.net.CuttingProxy;
 import java.io.IOException;
@@ -14,11 +12,9 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.LongPredicate;
-import org.HdrHistogram.Histogram;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -34,22 +30,19 @@ import org.junit.jupiter.api.io.TempDir;
 class PostCopyRecoveryTest {
     @TempDir
     Path tmp;
-    private final List<AutoCloseable> cleanup = new ArrayList<>();
-    private final List<String> log = java.util.Collections.synchronizedList(new ArrayList<>());
+    private MigrationRig rig;
+    private List<String> log;
     private volatile Runnable onRunning;
 
     @BeforeEach
     void needs() {
-        Requires.root();
-        Requires.ptrace();
-        Requires.userfaultfd();
+        rig = new MigrationRig(tmp);
+        log = rig.log;
     }
 
     @AfterEach
     void closeAll() throws Exception {
-        for (AutoCloseable c : cleanup.reversed()) {
-            c.close();
-        }
+        rig.close();
     }
 
     /** The real page plane, with a proxy in front of the source's page server. */
@@ -68,33 +61,7 @@ class PostCopyRecoveryTest {
             CuttingProxy p = new CuttingProxy(new InetSocketAddress(bind, s.port()));
             p.cutWhen(cutWhen);
             proxy.complete(p);
-            return new Server() {
-                @Override
-                public int port() {
-                    return p.address().getPort();
-                }
-
-                @Override
-                public CompletableFuture<?> done() {
-                    return s.done();
-                }
-
-                @Override
-                public Histogram serveLatency() {
-                    return s.serveLatency();
-                }
-
-                @Override
-                public long idleNanos() {
-                    return s.idleNanos();
-                }
-
-                @Override
-                public void close() {
-                    p.close();
-                    s.close();
-                }
-            };
+            return s.fronted(p.address().getPort(), p::close);
         }
 
         @Override
@@ -105,29 +72,21 @@ class PostCopyRecoveryTest {
     }
 
     private ServeDaemon daemon(Duration recoverTimeout) throws IOException {
-        MigrationDestination.Options d = new MigrationDestination.Options(tmp.resolve("dest"), null, tmp.resolve("reports"),
-                false, null, Duration.ofSeconds(60), Duration.ofSeconds(120), null, null, line -> {
-                    log.add(line);
-                    Runnable r = onRunning;
-                    if (r != null && line.contains("running as pid")) {
-                        onRunning = null;
-                        r.run();
-                    }
-                }, recoverTimeout);
-        ServeDaemon s = ServeDaemon.start(new ServeDaemon.Options(new InetSocketAddress("127.0.0.1", 0), null, d));
-        cleanup.add(s);
-        return s;
+        return rig.daemon(null, null, recoverTimeout, null, line -> {
+            Runnable r = onRunning;
+            if (r != null && line.contains("running as pid")) {
+                onRunning = null;
+                r.run();
+            }
+        });
     }
 
     private Memtouch memtouch(int mib) {
-        Memtouch m = Memtouch.start(mib, 2, 8);
-        cleanup.add(m);
-        return m;
+        return rig.memtouch(mib, 2, 8);
     }
 
     private MigrationSource.Options options(ServeDaemon d) {
-        return MigrationSource.Options.defaults().withMode(MigrationMode.POST_COPY).withToken(d.token())
-                .withLimits(new ConvergencePolicy.Limits(5, 70, 0)).withProgress(line -> log.add("source: " + line));
+        return rig.options(d, MigrationMode.POST_COPY);
     }
 
     @Test
