@@ -22,9 +22,9 @@
 # --mode cycle (the default) goes hybrid, post-copy, pre-copy, hybrid, ...
 # Growth is measured from the warm-up row (after --warmup migrations: the JVMs' code caches and
 # metaspace grow at first, and each daemon keeps its last 16 reports in memory) to the end. The
-# daemons run with MALLOC_ARENA_MAX=2 (override it in the environment; see README: glibc's per-thread malloc
-# arenas otherwise grow the RSS of a daemon that starts threads per migration by 100-250 MiB before it levels off) and
-# daemons run with a fixed, pre-touched heap (-Xms = -Xmx = --daemon-heap-mib, -XX:+AlwaysPreTouch; 0: the JVM's defaults), so that their RSS
+# daemons run with MALLOC_ARENA_MAX=2, which `serve` sets for itself (see README: glibc's per-thread malloc
+# arenas otherwise grow the RSS of a daemon that starts threads per migration by 100-250 MiB before it levels off;
+# a value in the environment is kept) and with a fixed, pre-touched heap (-Xms = -Xmx = --daemon-heap-mib, -XX:+AlwaysPreTouch; 0: the JVM's defaults), so that their RSS
 # does not follow G1's heap sizing (which alone moves it by hundreds of MiB) and its growth is
 # memory outside the heap: native allocations, mappings, direct buffers, thread stacks. The heap
 # itself is measured as the live heap after a full GC (jcmd GC.run, then GC.heap_info).
@@ -158,7 +158,7 @@ fi
 start_daemon() { # start_daemon NAME NS ADDR: sets pid_NAME and port_NAME
   local name=$1 ns=$2 addr=$3 out=$work/$1/serve.out p line i
   in_ns "$ns"
-  "${run[@]}" env MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" "${jvm[@]}" "${daemon_heap[@]}" -jar "$pages_jar" serve --listen "$addr:0" --token "$token" --stub "$stubs" \
+  "${run[@]}" "${jvm[@]}" "${daemon_heap[@]}" -jar "$pages_jar" serve --listen "$addr:0" --token "$token" --stub "$stubs" \
       --work-dir "$work/$name/work" --report-dir "$work/$name/reports" >"$out" 2>&1 </dev/null &
   p=$!
   for ((i = 0; i < 600; i++)); do

@@ -76,6 +76,7 @@ final class Libc {
     private static final MethodHandle PREAD = link(Native.pread$address(), Native.pread$descriptor());
     private static final MethodHandle PWRITE = link(Native.pwrite$address(), Native.pwrite$descriptor());
     private static final MethodHandle CLOSE = link(Native.close$address(), Native.close$descriptor());
+    private static final MethodHandle EXECVE = link(Native.execve$address(), Native.execve$descriptor());
     private static final MethodHandle POLL = link(Native.poll$address(), Native.poll$descriptor());
     private static final MethodHandle EVENTFD = link(Native.eventfd$address(), Native.eventfd$descriptor());
     private static final MethodHandle KILL = link(Native.kill$address(), Native.kill$descriptor());
@@ -212,6 +213,14 @@ final class Libc {
     static long pwrite(int fd, MemorySegment buf, long count, long offset) {
         try {
             return (long) PWRITE.invokeExact(capture(), fd, buf, count, offset);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    static int execve(MemorySegment path, MemorySegment argv, MemorySegment envp) {
+        try {
+            return (int) EXECVE.invokeExact(capture(), path, argv, envp);
         } catch (Throwable t) {
             throw unexpected(t);
         }

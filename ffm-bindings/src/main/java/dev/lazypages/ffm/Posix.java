@@ -47,6 +47,29 @@ public final class Posix {
         }
     }
 
+    /**
+     * execve(2): replaces this process (every thread, the JVM included) with {@code path} run
+     * with {@code argv} and {@code env} ("NAME=value" each). Returns only by throwing.
+     *
+     * @throws SyscallException the exec failed; this process runs on unchanged
+     */
+    public static void execve(String path, java.util.List<String> argv, java.util.List<String> env) {
+        try (Arena arena = Arena.ofConfined()) {
+            int code = Libc.execve(arena.allocateFrom(path), cStrings(arena, argv), cStrings(arena, env));
+            throw new SyscallException("execve(" + path + ") = " + code, Libc.errno());
+        }
+    }
+
+    /** A NULL-terminated array of C strings. */
+    private static MemorySegment cStrings(Arena arena, java.util.List<String> strings) {
+        MemorySegment a = arena.allocate(java.lang.foreign.ValueLayout.ADDRESS, strings.size() + 1L);
+        for (int i = 0; i < strings.size(); i++) {
+            a.setAtIndex(java.lang.foreign.ValueLayout.ADDRESS, i, arena.allocateFrom(strings.get(i)));
+        }
+        a.setAtIndex(java.lang.foreign.ValueLayout.ADDRESS, strings.size(), MemorySegment.NULL);
+        return a;
+    }
+
     /** open(2) read-only. */
     public static int openRead(String path) {
         return open(path, O_RDONLY, 0);

@@ -32,8 +32,6 @@ import picocli.CommandLine.Spec;
                     + "`restore -D DIR --lazy-pages` (no --address) is done. Where CRIU's restore talks to its "
                     + "lazy-pages daemon over a unix socket in DIR, ours finds the relay's TCP address there; "
                     + "`restore --lazy-pages --address A --port P` skips the relay and fetches from the source directly.",
-            "",
-            "Not built yet: network recovery (see README)."
         },
         subcommands = {CheckCommand.class, ServeCommand.class, RestoreCommand.class, InspectCommand.class, DemoCommand.class},
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
@@ -77,6 +75,7 @@ public final class LazyPages extends TopLevelCommand {
     private RecoverTimeout recoverTimeout = new RecoverTimeout();
 
     public static void main(String[] args) {
+        ArenaLimit.forServe(args);
         System.exit(Cli.run(new LazyPages(), args));
     }
 

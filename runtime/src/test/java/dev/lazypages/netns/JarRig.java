@@ -121,11 +121,6 @@ final class JarRig implements AutoCloseable {
 
     /** {@code lazy-pages.jar serve} in {@code side}'s namespace, listening on its address, any port; waits until it serves. */
     Daemon serve(Side side, String... jvmOptions) throws IOException, InterruptedException {
-        return serve(side, java.util.Map.of(), jvmOptions);
-    }
-
-    /** As {@link #serve(Side, String...)}, with {@code env} added to the daemon's environment. */
-    Daemon serve(Side side, java.util.Map<String, String> env, String... jvmOptions) throws IOException, InterruptedException {
         String name = next("serve");
         Path dir = Files.createDirectories(work.resolve(name));
         Path out = dir.resolve("serve.out");
@@ -134,7 +129,6 @@ final class JarRig implements AutoCloseable {
         ProcessBuilder pb = new ProcessBuilder(in(side, jvm("lazy-pages.jar", List.of(jvmOptions), "serve", "--listen",
                 address(side) + ":0", "--token", TOKEN, "--stub", Stubs.dir().toString(), "--work-dir", workDir.toString(),
                 "--report-dir", reports.toString()))).redirectErrorStream(true).redirectOutput(out.toFile());
-        pb.environment().putAll(env);
         Process p = pb.start();
         p.getOutputStream().close();
         Daemon d = new Daemon(this, side, p, out, workDir, reports);

@@ -37,15 +37,6 @@ import org.junit.jupiter.api.Test;
 class SoakIT {
     private static final int MIGRATIONS = 10;
     private static final int WARMUP = 4;
-    /**
-     * glibc gives threads their own malloc arenas (up to 8 per core) and keeps what each one
-     * grew to: a daemon that starts new threads for every migration (tracer, builder, page
-     * client event loops) sees its RSS climb by 100-250 MiB over the first 30 migrations and
-     * then level off, which is not a leak but hides one. Two arenas, as README advises for a
-     * long-running daemon, leave the growth that matters (measured: +2 and +35 MiB over 16
-     * migrations with it, +112 and +175 MiB without, perf/soak.sh --migrations 24 --size-mib 64).
-     */
-    private static final java.util.Map<String, String> DAEMON_ENV = java.util.Map.of("MALLOC_ARENA_MAX", "2");
     private static final String[] MODES = {"hybrid", "post-copy", "pre-copy"};
     private static final String[] DAEMON_JVM = {"-Xms384m", "-Xmx384m", "-XX:+AlwaysPreTouch"};
     private static final int MAX_FD_GROWTH = 4;
@@ -97,8 +88,8 @@ class SoakIT {
     @Test
     void tenMigrationsBackAndForthLeakNothingInTheDaemons() throws Exception {
         rig = JarRig.create("SoakIT");
-        Daemon a = rig.serve(Side.SRC, DAEMON_ENV, DAEMON_JVM);
-        Daemon b = rig.serve(Side.DST, DAEMON_ENV, DAEMON_JVM);
+        Daemon a = rig.serve(Side.SRC, DAEMON_JVM);
+        Daemon b = rig.serve(Side.DST, DAEMON_JVM);
         w = rig.memtouch(Side.SRC, 128, 4, 8, null);
         List<String> labels = new ArrayList<>();
         List<Usage[]> rows = new ArrayList<>();

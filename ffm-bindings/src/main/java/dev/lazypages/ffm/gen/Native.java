@@ -4058,6 +4058,68 @@ public class Native extends Native$shared {
            throw new AssertionError("should not reach here", ex$);
         }
     }
+
+    private static class execve {
+        public static final FunctionDescriptor DESC = FunctionDescriptor.of(
+            Native.C_INT,
+            Native.C_POINTER,
+            Native.C_POINTER,
+            Native.C_POINTER
+        );
+
+        public static final MemorySegment ADDR = SYMBOL_LOOKUP.findOrThrow("execve");
+
+        public static final MethodHandle HANDLE = Linker.nativeLinker().downcallHandle(ADDR, DESC);
+    }
+
+    /**
+     * Function descriptor for:
+     * {@snippet lang=c :
+     * extern int execve(const char *__path, char *const __argv[], char *const __envp[])
+     * }
+     */
+    public static FunctionDescriptor execve$descriptor() {
+        return execve.DESC;
+    }
+
+    /**
+     * Downcall method handle for:
+     * {@snippet lang=c :
+     * extern int execve(const char *__path, char *const __argv[], char *const __envp[])
+     * }
+     */
+    public static MethodHandle execve$handle() {
+        return execve.HANDLE;
+    }
+
+    /**
+     * Address for:
+     * {@snippet lang=c :
+     * extern int execve(const char *__path, char *const __argv[], char *const __envp[])
+     * }
+     */
+    public static MemorySegment execve$address() {
+        return execve.ADDR;
+    }
+
+    /**
+     * {@snippet lang=c :
+     * extern int execve(const char *__path, char *const __argv[], char *const __envp[])
+     * }
+     */
+    public static int execve(MemorySegment __path, MemorySegment __argv, MemorySegment __envp) {
+        var mh$ = execve.HANDLE;
+        try {
+            if (TRACE_DOWNCALLS) {
+                traceDowncall("execve", __path, __argv, __envp);
+            }
+            return (int)mh$.invokeExact(__path, __argv, __envp);
+        } catch (Error | RuntimeException ex) {
+           throw ex;
+        } catch (Throwable ex$) {
+           throw new AssertionError("should not reach here", ex$);
+        }
+    }
     private static final int _SC_PAGESIZE = (int)30L;
     /**
      * {@snippet lang=c :
