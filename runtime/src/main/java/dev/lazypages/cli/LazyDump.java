@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
             "",
             "Commands: migrate (live migration to a lazy-pages serve daemon: pre-copy, post-copy or hybrid), dump (also "
                     + "CRIU style: dump --lazy-pages --address A --port P serves the memory to `lazy-pages.jar restore "
-                    + "--lazy-pages`), pre-dump, pre-copy, inspect, check. Not built yet: network recovery (see README)."
+                    + "--lazy-pages`), pre-dump, pre-copy, inspect, check."
         },
         subcommands = {CheckCommand.class, MigrateCommand.class, DumpCommand.class, PreDumpCommand.class, PreCopyCommand.class, InspectCommand.class},
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
