@@ -26,9 +26,12 @@
  *     text_start=0x...  start of the text mapping (page aligned)
  *     text_end=0x...    end of the text mapping (page aligned, exclusive)
  *
- * _start loops forever on pause() (syscall 34), so a freshly spawned stub
- * sleeps in pause until it is seized (check /proc/PID/syscall: "34 ...").
- * It never touches the stack and needs no initialisation.
+ * _start first sets alarm(10) (syscall 37), then loops forever on pause()
+ * (syscall 34), so a freshly spawned stub sleeps in pause until it is seized
+ * (check /proc/PID/syscall: "34 ..."). The restorer cancels the alarm (an
+ * injected alarm(0)) right after seizing; a stub nobody seizes (its restorer
+ * died between spawning and seizing it) dies of SIGALRM after 10 s instead of
+ * pausing forever. It never touches the stack and needs no initialisation.
  */
 	.text
 	.globl	lp_gadget
@@ -41,6 +44,9 @@ lp_gadget:
 	.globl	_start
 	.type	_start, @function
 _start:
+	movl	$37, %eax	/* __NR_alarm */
+	movl	$10, %edi	/* seconds */
+	syscall
 1:	movl	$34, %eax	/* __NR_pause */
 	syscall
 	jmp	1b

@@ -68,6 +68,7 @@ final class Skeleton {
     private static final int IOV_MAX = 1024;
     /** Pages written per process_vm_writev batch (two buffers: one filled while the other is written). */
     private static final int WRITE_BATCH_BYTES = 16 << 20;
+    private static final int NR_ALARM = 37;
     private static final long SPAWN_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(5);
 
     /** The smaps VmFlags the dumper records, and the madvise(2) advice that sets each again. */
@@ -206,6 +207,7 @@ final class Skeleton {
         seized.freeze();
         gadget = stub.gadget();
         main = seized.syscalls(pid, gadget);
+        main.call("alarm", NR_ALARM, 0); // lp-stub's own alarm(10), for when nobody seizes it (see lp-stub.S)
     }
 
     private boolean inPause() {

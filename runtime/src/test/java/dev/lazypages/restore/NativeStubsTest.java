@@ -32,6 +32,15 @@ class NativeStubsTest {
         assertEquals(bin, NativeStubs.locate("lp-stub", bin.getParent()));
     }
 
+    /** A stub whose restorer died before seizing it does not pause forever: its own alarm(10) ends it. */
+    @Test
+    void anLpStubNobodySeizesEndsWithinItsAlarm() {
+        try (Stubs.Running stub = Stubs.spawn("lp-stub")) {
+            assertTrue(stub.isAlive());
+            Stubs.awaitDead(stub.pid(), java.time.Duration.ofSeconds(20));
+        }
+    }
+
     @Test
     void aMissingStubNamesWhereItLooked() {
         ProcException e = assertThrows(ProcException.class, () -> NativeStubs.locate("lp-stub", tmp));
