@@ -47,6 +47,8 @@ public final class FrozenProcess implements AutoCloseable {
     private final DumpResult dump;
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     private volatile State state = State.FROZEN;
+    /** A SIGSTOP is pending for the process (see stopIfTracerDies). */
+    private boolean stopQueued;
     private volatile long endedAt;
     /** /proc/PID/mem, opened on the first page process_vm_readv cannot read (no PROT_READ). */
     private volatile int memFd = -1;
@@ -193,7 +195,33 @@ public final class FrozenProcess implements AutoCloseable {
      * @throws IllegalStateException after {@link #commitAndKill}
      */
     public void resume() {
-        release(State.RESUMED, process::detach);
+        release(State.RESUMED, () -> {
+            if (stopQueued) {
+                Posix.kill(pid(), Posix.SIGCONT); // discards the pending SIGSTOP (see stopIfTracerDies)
+            }
+            process.detach();
+        });
+    }
+
+    /**
+     * Queues a SIGSTOP for the frozen process, to be taken only if it is let go without {@link
+     * #resume()}: the kernel detaches a dead tracer's tracees and they run on, so from Commit on a
+     * source JVM killed with kill -9 would let the original run beside the destination's copy.
+     * With the SIGSTOP pending it stops instead, for an operator to continue or kill (as {@link
+     * #leaveStopped()}); {@link #resume()} withdraws it with a SIGCONT (which discards pending
+     * stop signals; a SIGCONT handler, if the process has one, runs once).
+     */
+    public void stopIfTracerDies() {
+        ReentrantReadWriteLock.WriteLock w = lock.writeLock();
+        w.lock();
+        try {
+            if (state == State.FROZEN && !stopQueued) {
+                Posix.kill(pid(), Posix.SIGSTOP);
+                stopQueued = true;
+            }
+        } finally {
+            w.unlock();
+        }
     }
 
     /**

@@ -290,6 +290,7 @@ public final class MigrationDestination {
             o.fault().check(DestinationFault.WAIT_COMMIT);
             committed = true;
             rep.outcome = "committed";
+            say("committed: pid %d is the process now; the source keeps its original until every page is here", restored);
             step = "post-copy";
             o.fault().check(DestinationFault.POST_COPY);
             try {

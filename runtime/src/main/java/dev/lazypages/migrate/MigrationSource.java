@@ -475,6 +475,7 @@ public final class MigrationSource {
         rep.outcome = "committed";
         say("running at the destination as pid %d: downtime %.1f ms (restore %.0f ms there)", rep.destinationPid,
                 rep.downtimeMs, rep.restoreMs);
+        f.stopIfTracerDies(); // from here on, this JVM dying must not let the original run beside the copy
         link.send(new Msg.Commit());
         if (o.fault().is(FaultStep.COMMIT)) {
             say("fault injected at step commit: control connection cut after Commit");

@@ -133,6 +133,7 @@ public final class RemoteSyscall {
             throw process.failure(what, tid, e);
         } finally {
             restore(t, saved, what);
+            process.settle(t, what);
         }
         if (result < 0 && result >= -4095) {
             throw new SyscallException(what, (int) -result);

@@ -522,6 +522,45 @@ public final class SeizedProcess implements AutoCloseable {
     }
 
     /**
+     * After an injected system call ({@link RemoteSyscall}): takes the thread out of the
+     * single-step's SIGTRAP signal-delivery-stop into an interrupt stop without it running a
+     * user instruction (PTRACE_INTERRUPT queued, then the trap cancelled with PTRACE_CONT: the
+     * thread takes the interrupt before it leaves the kernel). A tracer that dies while a thread
+     * sits in a signal-delivery-stop has that signal delivered (man ptrace), and SIGTRAP kills
+     * the process; from an interrupt stop a dead tracer's thread just runs on (or takes a
+     * pending SIGSTOP). A signal the thread was frozen with, or one that comes first, is raised
+     * again when it resumes. Not for a process seized with PTRACE_O_EXITKILL: it dies with its
+     * tracer anyway (and a restorer injects hundreds of calls).
+     */
+    void settle(Tracee t, String step) {
+        if ((options & Ptrace.O_EXITKILL) != 0 || tracees.get(t.tid) != t) {
+            return;
+        }
+        if (t.stop == Stop.SIGNAL && t.pendingSignal != 0) {
+            t.deferredSignals.add(t.pendingSignal);
+        }
+        t.pendingSignal = 0;
+        interrupt(t, step);
+        cont(t.tid, 0, step);
+        while (true) {
+            WaitStatus ws = waitFor(t.tid, STOP_TIMEOUT_NANOS, step + ": settling");
+            if (ws == null || ws.terminated()) {
+                tracees.remove(t.tid);
+                return;
+            }
+            int event = ws.ptraceEvent();
+            if (event == Ptrace.EVENT_STOP) {
+                t.stop = isGroupStopSignal(ws.stopSignal()) ? Stop.GROUP : Stop.INTERRUPT;
+                return;
+            }
+            if (event == 0) {
+                t.deferredSignals.add(ws.stopSignal()); // came before the interrupt: raised again on resume
+            }
+            cont(t.tid, 0, step);
+        }
+    }
+
+    /**
      * A thread of ours stopped in PTRACE_EVENT_CLONE during an injected clone: the new thread,
      * auto-attached by PTRACE_O_TRACECLONE, is awaited in its first stop (before it runs any
      * code) and joins the frozen threads; returns its tid. Used by {@link RemoteSyscall} so that

@@ -121,14 +121,21 @@ final class JarRig implements AutoCloseable {
 
     /** {@code lazy-pages.jar serve} in {@code side}'s namespace, listening on its address, any port; waits until it serves. */
     Daemon serve(Side side, String... jvmOptions) throws IOException, InterruptedException {
+        return serve(side, List.of(jvmOptions), List.of());
+    }
+
+    /** As {@link #serve(Side, String...)}, with {@code serveArgs} added to serve's command line. */
+    Daemon serve(Side side, List<String> jvmOptions, List<String> serveArgs) throws IOException, InterruptedException {
         String name = next("serve");
         Path dir = Files.createDirectories(work.resolve(name));
         Path out = dir.resolve("serve.out");
         Path workDir = dir.resolve("work");
         Path reports = dir.resolve("reports");
-        ProcessBuilder pb = new ProcessBuilder(in(side, jvm("lazy-pages.jar", List.of(jvmOptions), "serve", "--listen",
-                address(side) + ":0", "--token", TOKEN, "--stub", Stubs.dir().toString(), "--work-dir", workDir.toString(),
-                "--report-dir", reports.toString()))).redirectErrorStream(true).redirectOutput(out.toFile());
+        List<String> args = new ArrayList<>(List.of("serve", "--listen", address(side) + ":0", "--token", TOKEN, "--stub",
+                Stubs.dir().toString(), "--work-dir", workDir.toString(), "--report-dir", reports.toString()));
+        args.addAll(serveArgs);
+        ProcessBuilder pb = new ProcessBuilder(in(side, jvm("lazy-pages.jar", jvmOptions, args.toArray(String[]::new))))
+                .redirectErrorStream(true).redirectOutput(out.toFile());
         Process p = pb.start();
         p.getOutputStream().close();
         Daemon d = new Daemon(this, side, p, out, workDir, reports);

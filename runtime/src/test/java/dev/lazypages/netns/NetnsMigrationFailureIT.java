@@ -142,6 +142,53 @@ class NetnsMigrationFailureIT {
         }
     }
 
+    /**
+     * kill -9 of the source's migrate JVM after Commit, mid-post-copy (no background transfer, so
+     * pages stay missing): the kernel detaches the dead tracer's original, which must not run on
+     * beside the destination's copy: a SIGSTOP queued before Commit stops it. The destination
+     * cannot reach the source within --recover-timeout and kills its copy (memory is missing), so
+     * no copy runs; the operator's SIGCONT brings the original back, complete and verifying.
+     */
+    @Test
+    void theSourceKilledAfterCommitLeavesItsOriginalStoppedNotRunningBesideTheCopy() throws Exception {
+        Daemon d = rig.serve(Side.DST, List.of("-Dlazypages.background=false"), List.of("--recover-timeout", "3"));
+        try {
+            Workload w = memtouch(128, 2, 4, null);
+            int pid = w.pid;
+            long beat = w.lastBeat();
+            JarRig.Migrate r = rig.migrate(Side.SRC, pid, d, "post-copy", T, printed("committed: "));
+            System.out.printf("netns: source killed after Commit: %s%n--- daemon\n%s%n", r, d.log());
+            assertEquals(137, r.exit(), "killed by SIGKILL: " + r);
+            assertEquals('T', awaitState(pid, 'T', Duration.ofSeconds(5)), "the original must not run on");
+            assertEquals(0, tracerPid(pid), "detached by the kernel when its tracer died");
+            assertEquals(List.of("failed-after-commit"), d.awaitReports(1), d.log());
+            assertEquals(List.of(), rig.pidsInNamespaces().stream().filter(p -> p != pid && p != d.pid()).map(JarRig::describe)
+                    .toList(), "the destination's copy is killed");
+            assertEquals('T', state(pid), "still stopped: nothing runs");
+            dev.lazypages.ffm.Posix.kill(pid, dev.lazypages.ffm.Posix.SIGCONT);
+            w.assertVerifies();
+            w.assertBeatsOnPast(beat); // frozen, then stopped, since that beat: these come after the SIGCONT
+        } finally {
+            d.stop();
+        }
+    }
+
+    /** The state letter of {@code pid} in /proc/PID/stat (R, S, T...). */
+    private static char state(int pid) throws IOException {
+        String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+        return stat.charAt(stat.lastIndexOf(')') + 2);
+    }
+
+    private static char awaitState(int pid, char wanted, Duration within) throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + within.toNanos();
+        char s = state(pid);
+        while (s != wanted && System.nanoTime() - deadline < 0) {
+            Thread.sleep(10);
+            s = state(pid);
+        }
+        return s;
+    }
+
     private static Predicate<Daemon> printed(String line) {
         return d -> d.lines().stream().anyMatch(l -> l.contains("] " + line));
     }

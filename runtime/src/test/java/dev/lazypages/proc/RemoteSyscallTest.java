@@ -131,6 +131,32 @@ class RemoteSyscallTest {
         }
     }
 
+    /**
+     * The tracer ends (as when the dumping JVM is killed) right after an injected call, with every
+     * thread still frozen and nothing detached: the kernel lets the threads go. They must run on:
+     * a thread left in the single-step's SIGTRAP signal-delivery-stop would have SIGTRAP delivered
+     * and the process killed (SeizedProcess.settle). A SIGSTOP queued before stops it instead.
+     */
+    @Test
+    void aTracerThatEndsAfterAnInjectionLeavesTheProcessRunning() throws Exception {
+        try (Stubs.Running memtouch = Workloads.memtouch(4, 2)) {
+            int pid = memtouch.pid();
+            TracerThread own = new TracerThread("inject-test-dying-tracer");
+            SeizedProcess p = SeizedProcess.seize(pid, own);
+            p.freeze();
+            for (int tid : p.threads()) {
+                assertEquals(pid, p.syscalls(tid).getpid());
+            }
+            own.close(); // the tracer thread ends: no detach, no thaw
+            long beats = memtouch.lines().stream().filter(l -> l.startsWith("HEARTBEAT ")).count();
+            memtouch.awaitLine(l -> l.startsWith("HEARTBEAT ") && Long.parseLong(l.substring(10).trim()) > beats + 1,
+                    Duration.ofSeconds(10));
+            assertTrue(memtouch.isAlive());
+            assertEquals("0", Proc.readText(pid, "status").lines().filter(l -> l.startsWith("TracerPid:"))
+                    .findFirst().orElseThrow().substring(10).trim(), "detached by the kernel");
+        }
+    }
+
     private static void awaitSyscall(int pid, String prefix) {
         long deadline = System.nanoTime() + Workloads.TIMEOUT.toNanos();
         String s = "";
