@@ -22,7 +22,8 @@ import java.util.function.Consumer;
  * frozen process, and once the destination sends DONE (it has every page) the original is
  * killed. If no page request comes for {@link Options#lazyTimeout} (the destination never
  * connected, was refused, or went away without DONE), the process is resumed instead and runs
- * on as before.
+ * on as before. If this JVM is killed, the original stops (a SIGSTOP queued once the image is
+ * complete) instead of running beside a restored copy, as CRIU leaves its frozen tasks.
  */
 public final class LazyDumpServer {
     /** How the lazy dump ended. */
@@ -95,6 +96,9 @@ public final class LazyDumpServer {
                     pid, f.remote().pageCount(), f.remote().pageCount() * (double) f.pageSize() / 1048576.0, f.imagesDir(),
                     at.getAddress().getHostAddress(), at.getPort()));
             o.onListening().accept(at);
+            // the image is complete: a restore may start from here on, so this JVM dying must not
+            // let the original run beside it (a rollback's resume withdraws the stop)
+            f.stopIfTracerDies();
             StatusFd.signal(o.statusFd());
             long timeout = o.lazyTimeout().toNanos();
             provider.touch();

@@ -183,6 +183,7 @@ class CriuStyleLazyMigrationTest {
      * Issue 7 point 2: the source (the dump's JVM) is killed with SIGKILL while the restored
      * process still misses pages (no background sweep, so post-copy lasts). The restore gives the
      * source its --recover-timeout, then kills the restored process, says why and exits non-zero.
+     * The original, let go by the kernel when the dump's JVM died, stays stopped meanwhile.
      */
     @Test
     void theSourceKilledMidPostCopyMakesTheRestoreKillItsCopyAndFailAfterTheRecoverTimeout() throws Exception {
@@ -208,6 +209,10 @@ class CriuStyleLazyMigrationTest {
                 awaitGone(restoredPid);
             }
         }
+        // the original never ran beside the copy: stopped since the dump's JVM died; continued, it is whole
+        assertEquals('T', memtouch.state(), "the original must stay stopped: " + memtouch.tail());
+        Posix.kill(memtouch.pid(), Posix.SIGCONT);
+        assertRunsOn();
     }
 
     // ---- TLS (--tls --tls-cert --tls-key --tls-cacert): the same migrations, encrypted and verified
