@@ -138,5 +138,14 @@ final class LazyFixture {
             }
             inner.readPages(vaddr, nrPages, dst, dstOffset);
         }
+
+        /** The first address of every background read, in order. */
+        final java.util.Queue<Long> backgroundReads = new java.util.concurrent.ConcurrentLinkedQueue<>();
+
+        @Override
+        public void readPagesInBackground(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws IOException {
+            backgroundReads.add(vaddr);
+            readPages(vaddr, nrPages, dst, dstOffset);
+        }
     }
 }

@@ -181,6 +181,36 @@ class LazyPageServerTest {
     }
 
     @Test
+    void afterAFaultTheBackgroundSweepGoesOnFromThePagesFollowingIt() throws Exception {
+        LazyPageServer.Options options = LazyPageServer.Options.defaults();
+        LazyPageServer s = setUp(4096, range(0, 4096), options);
+        source.delayNanos = TimeUnit.MILLISECONDS.toNanos(5); // the sweep needs ~80 ms to get to the fault by itself
+        s.start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (source.backgroundReads.isEmpty() && System.nanoTime() - deadline < 0) {
+            Thread.sleep(1);
+        }
+        int fault = 3000;
+        assertArrayEquals(expected(fault), await(LazyFixture.touch(mem, fault, tmp)));
+        LazyStats stats = await(s.completion());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+        List<Integer> reads = new ArrayList<>();
+        for (long a : source.backgroundReads) {
+            reads.add((int) ((a - base) / PS));
+        }
+        int jump = 0;
+        while (jump < reads.size() && reads.get(jump) < fault) {
+            jump++;
+        }
+        int after = fault + 1 + options.prefetchPages();
+        assertTrue(jump + 1 < reads.size(), "reads " + reads + ", " + stats);
+        assertEquals(after, reads.get(jump), "the sweep jumped to the pages after the fault's: " + reads);
+        assertEquals(after + options.prefetchAroundPages(), reads.get(jump + 1),
+                "and went on from there (its first request there of " + options.prefetchAroundPages() + " pages): " + reads);
+        assertTrue(reads.get(jump - 1) < 1024, "before the fault it was at the start: " + reads);
+    }
+
+    @Test
     void faultAndBackgroundRacingOnTheSamePagesNeverLoseOrCorruptAPage() throws Exception {
         long alreadyThere = 0;
         for (int iter = 0; iter < 25; iter++) {
