@@ -46,7 +46,8 @@ import org.HdrHistogram.Recorder;
  * straight from the network buffer and wakes the faulting thread. Other sources are read into a
  * page-aligned buffer and copied by the fault thread itself. The background thread walks the
  * stored pages not yet delivered and asks for them in requests of
- * {@link Options#backgroundChunkPages}, {@link Options#backgroundRequests} in flight, copied on
+ * {@link Options#backgroundChunkPages}, {@link Options#backgroundRequests} in flight (more when
+ * they are smaller: the window counts pages), copied on
  * arrival by the BULK event loop; after a fault its walk jumps to the pages following the fault
  * and goes on from there (first with a request of at most {@link Options#prefetchAroundPages}),
  * and it never asks twice in one pass for a page (its own {@code asked} bitmap: a page in flight is
@@ -138,7 +139,8 @@ public final class LazyPageServer implements AutoCloseable {
      * @param prefetchAroundPages  after a fault served from the source, the background sweep jumps to the pages
      *                             following it and goes on from there, its first request there for at most this
      *                             many pages, so that it arrives early (0: off, the sweep ignores faults)
-     * @param backgroundRequests   asynchronous background reads in flight at once (pipelining)
+     * @param backgroundRequests   asynchronous background reads of full size in flight at once (pipelining);
+     *                             smaller ones (scattered pages) up to 16 times as many, within the same pages
      */
     public record Options(int prefetchPages, int backgroundChunkPages, int backgroundCopyPages, boolean background,
                           int pollTimeoutMillis, int targetPid, int prefetchAroundPages, int backgroundRequests) {
@@ -241,6 +243,10 @@ public final class LazyPageServer implements AutoCloseable {
     private final AtomicInteger faultsInFlight = new AtomicInteger();
     /** Asynchronous background reads not yet delivered or failed. */
     private final AtomicInteger backgroundInFlight = new AtomicInteger();
+    /** The pages of those reads not yet delivered. */
+    private final AtomicLong backgroundPagesInFlight = new AtomicLong();
+    /** Small background reads in flight per full-size one the window allows (see awaitBackgroundWindow). */
+    private static final int MAX_REQUESTS_PER_FULL_REQUEST = 16;
     /** The image address of the latest fault served from the source, and a count of them (prefetch around faults). */
     private volatile long lastFaultImg;
     private volatile long faultSeq;
@@ -905,8 +911,8 @@ public final class LazyPageServer implements AutoCloseable {
                     step = null; // reading (no message built per request: fail() builds it from stepPages and stepImg)
                     stepImg = img;
                     stepPages = k;
-                    awaitBackgroundWindow(options.backgroundRequests());
-                    int taken = readAsync(img, k, true);
+                    awaitBackgroundWindow(k);
+                    int taken = readAsync(img, k);
                     if (taken == 0) {
                         if (buf == null) {
                             buf = PageBuffer.allocate(arena, chunk);
@@ -921,7 +927,7 @@ public final class LazyPageServer implements AutoCloseable {
                     idx += taken;
                 }
                 step = "waiting for the background reads in flight";
-                awaitBackgroundWindow(1);
+                awaitBackgroundIdle();
                 for (long[] a : asked) { // what is still pending after this pass is asked for again in the next
                     java.util.Arrays.fill(a, 0);
                 }
@@ -935,7 +941,7 @@ public final class LazyPageServer implements AutoCloseable {
                     : step.isEmpty() ? "copying " + where : step), t);
         } finally {
             try {
-                awaitBackgroundWindow(1); // nothing of ours in flight once the thread ends
+                awaitBackgroundIdle(); // nothing of ours in flight once the thread ends
             } catch (RuntimeException ignored) {
                 // failing already
             }
@@ -944,25 +950,48 @@ public final class LazyPageServer implements AutoCloseable {
     }
 
     /** An asynchronous background read of up to {@code k} pages at image address {@code img}; the pages taken, or 0. */
-    private int readAsync(long img, int k, boolean background) throws java.io.IOException {
-        AtomicInteger counter = background ? backgroundInFlight : faultsInFlight;
-        counter.incrementAndGet();
+    private int readAsync(long img, int k) throws java.io.IOException {
+        backgroundInFlight.incrementAndGet();
+        backgroundPagesInFlight.addAndGet(k); // before the read: its delivery may come before it returns
         int taken;
         try {
-            taken = source.readAsync(img, k, background, background ? backgroundDelivery : null);
+            taken = source.readAsync(img, k, true, backgroundDelivery);
         } catch (java.io.IOException | RuntimeException e) {
-            counter.decrementAndGet();
+            backgroundPagesInFlight.addAndGet(-k);
+            backgroundInFlight.decrementAndGet();
             throw e;
         }
+        backgroundPagesInFlight.addAndGet(taken - k);
         if (taken == 0) {
-            counter.decrementAndGet();
+            backgroundInFlight.decrementAndGet();
         }
         return taken;
     }
 
-    /** Waits until fewer than {@code limit} background reads are in flight. */
-    private void awaitBackgroundWindow(int limit) {
-        while (backgroundInFlight.get() >= limit && !completion.isDone() && !closing) {
+    /**
+     * Waits until a background read of {@code k} pages fits the window: fewer than
+     * {@link #MAX_REQUESTS_PER_FULL_REQUEST} times {@link Options#backgroundRequests} reads in flight, and
+     * their pages and these within {@code backgroundRequests} full requests' worth (or nothing in flight).
+     * So full-size requests go {@code backgroundRequests} at a time, and the single pages of a scattered
+     * dirty set (a hybrid migration's post-copy part) many more at a time, instead of one round trip
+     * each per {@code backgroundRequests}.
+     */
+    private void awaitBackgroundWindow(int k) {
+        final int requests = options.backgroundRequests() * MAX_REQUESTS_PER_FULL_REQUEST;
+        final long pages = (long) options.backgroundRequests() * options.backgroundChunkPages();
+        while (!completion.isDone() && !closing) {
+            int n = backgroundInFlight.get();
+            long p = backgroundPagesInFlight.get();
+            if (n < requests && (n == 0 || p + k <= pages)) {
+                return;
+            }
+            LockSupport.parkNanos(this, 1_000_000); // a delivery unparks us
+        }
+    }
+
+    /** Waits until no background read is in flight. */
+    private void awaitBackgroundIdle() {
+        while (backgroundInFlight.get() > 0 && !completion.isDone() && !closing) {
             LockSupport.parkNanos(this, 1_000_000); // a delivery unparks us
         }
     }
@@ -972,6 +1001,7 @@ public final class LazyPageServer implements AutoCloseable {
         @Override
         public void pages(long vaddr, int nrPages, long address) {
             copyImage(vaddr, nrPages, address, false);
+            backgroundPagesInFlight.addAndGet(-nrPages);
         }
 
         @Override
