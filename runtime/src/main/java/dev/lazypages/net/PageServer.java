@@ -23,8 +23,6 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -44,8 +42,9 @@ import org.HdrHistogram.Recorder;
  * nanoseconds.
  *
  * <p>Threads: two I/O event loops decode and write; FAULT requests are served right on their
- * connection's loop (no hop), BULK requests on a separate bulk thread, so a fault is never
- * served behind a bulk read, whichever loops the connections landed on.
+ * connection's loop (no hop), BULK requests on a separate bulk thread ({@link BulkReader}: a
+ * lock-free JCTools queue hands them over), so a fault is never served behind a bulk read,
+ * whichever loops the connections landed on.
  */
 public final class PageServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(PageServer.class.getName());
@@ -53,8 +52,7 @@ public final class PageServer implements AutoCloseable {
     static final int AUTH_TIMEOUT_SECONDS = 10;
 
     private final EventLoopGroup group;
-    private final ExecutorService bulkExecutor = Executors.newSingleThreadExecutor(
-            Thread.ofPlatform().name("page-server-bulk").daemon().factory());
+    private final BulkReader bulkReader = new BulkReader("page-server-bulk");
     private final PageProvider provider;
     private final byte[] token;
     private final int pageSize;
@@ -98,11 +96,11 @@ public final class PageServer implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             Transport.shutdown(group);
-            s.bulkExecutor.shutdownNow();
+            s.bulkReader.shutdown(true);
             throw new java.io.InterruptedIOException("interrupted while binding " + bind);
         } catch (Exception e) {
             Transport.shutdown(group);
-            s.bulkExecutor.shutdownNow();
+            s.bulkReader.shutdown(true);
             throw new IOException("cannot start the page server on " + bind + ": " + e, e);
         }
     }
@@ -165,7 +163,7 @@ public final class PageServer implements AutoCloseable {
     @Override
     public void close() {
         if (group == null || group.isShuttingDown()) {
-            bulkExecutor.shutdownNow();
+            bulkReader.shutdown(true);
             return;
         }
         if (server != null) {
@@ -173,9 +171,9 @@ public final class PageServer implements AutoCloseable {
         }
         // Connections first, then the bulk thread (whose last writes go to the I/O loops), then the loops.
         children.close().awaitUninterruptibly();
-        bulkExecutor.shutdown();
+        bulkReader.shutdown(false);
         try {
-            if (!bulkExecutor.awaitTermination(5, TimeUnit.SECONDS)) {
+            if (!bulkReader.awaitTermination(5000)) {
                 LOG.log(System.Logger.Level.WARNING, "page server: a bulk read is still running after 5 s");
             }
         } catch (InterruptedException e) {
@@ -275,7 +273,7 @@ public final class PageServer implements AutoCloseable {
             // BULK: on the bulk thread, so that a long provider read never delays a fault request
             // whose connection shares this I/O loop. Its write hops back to the loop.
             try {
-                bulkExecutor.execute(() -> serveNow(ctx, r));
+                bulkReader.execute(() -> serveNow(ctx, r));
             } catch (RejectedExecutionException closing) {
                 ctx.close();
             }

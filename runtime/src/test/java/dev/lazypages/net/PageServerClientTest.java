@@ -118,10 +118,12 @@ class PageServerClientTest {
         }
         assertTrue(window.tryAcquire(4, 10, TimeUnit.SECONDS), "answers did not come");
         assertNull(failed.get());
-        // Netty's default reads of at most 64 KiB cut each 1 MiB answer into 16 reads or more, and every cut splits
+        // Netty's default reads of at most 64 KiB cut each 1 MiB answer into 17 reads or more, and every cut splits
         // a page (the 24-byte header shifts them): at least 32 runs per answer, each a UFFDIO_COPY of its own.
+        // With reads of up to 1 MiB, 2.5 to 14 runs were measured (the more, the faster the reader drains the
+        // socket); only a reader that always found a single 64 KiB segment waiting would come near 32.
         double perAnswer = runs.get() / (double) requests;
-        assertTrue(perAnswer < 16, perAnswer + " runs per 1 MiB answer");
+        assertTrue(perAnswer < 28, perAnswer + " runs per 1 MiB answer");
     }
 
     @Test
