@@ -163,8 +163,8 @@ public final class LazyPageServer implements AutoCloseable {
         }
 
         /**
-         * Prefetch 3 pages with a fault and 64 around it, background on in 256-page (1 MiB) requests with 4 in
-         * flight and 16-page copies, poll every 5 ms; without prefetch when {@value #PREFETCH_PROPERTY} is false,
+         * Prefetch 3 pages with a fault, the sweep going on after it (its first request there 64 pages), background
+         * on in 256-page (1 MiB) requests with 4 in flight (up to 64 smaller ones) and 16-page copies, poll every 5 ms; without prefetch when {@value #PREFETCH_PROPERTY} is false,
          * without background when {@value #BACKGROUND_PROPERTY} is false.
          */
         public static Options defaults() {
