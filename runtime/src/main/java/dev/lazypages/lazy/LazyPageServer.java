@@ -46,9 +46,13 @@ import org.HdrHistogram.Recorder;
  * straight from the network buffer and wakes the faulting thread. Other sources are read into a
  * page-aligned buffer and copied by the fault thread itself. The background thread walks the
  * stored pages not yet delivered and asks for them in requests of
- * {@link Options#backgroundChunkPages}, {@link Options#backgroundRequests} in flight, copied on
- * arrival by the BULK event loop; after a fault it first asks for the
- * {@link Options#prefetchAroundPages} stored pages that follow it. All of them share only a
+ * {@link Options#backgroundChunkPages}, {@link Options#backgroundRequests} in flight (more when
+ * they are smaller: the window counts pages), copied on
+ * arrival by the BULK event loop; after a fault its walk jumps to the pages following the fault
+ * and goes on from there (first with a request of at most {@link Options#prefetchAroundPages}),
+ * and it never asks twice in one pass for a page (its own {@code asked} bitmap: a page in flight is
+ * not done yet, and asking again would send it twice); whatever is still pending at the end of a
+ * pass (skipped by a jump, or refused with EAGAIN) is asked for in the next. All of them share only a
  * page-state bitmap per region ({@code done}: delivered or dropped, set with atomic OR) and
  * the pending-page counter; there is no lock on the fault path. Races end in EEXIST, which
  * means "already there": the page is marked done and the faulting range woken.
@@ -135,9 +139,11 @@ public final class LazyPageServer implements AutoCloseable {
      * @param background           whether the background sweep runs (else only faults deliver pages)
      * @param pollTimeoutMillis    how often the fault thread wakes when idle, to notice completion and stop
      * @param targetPid            the target's pid, to notice it exiting while idle; 0 when unknown
-     * @param prefetchAroundPages  after a fault served from the source, the background first asks for up to
-     *                             this many stored pages following it (0: off)
-     * @param backgroundRequests   asynchronous background reads in flight at once (pipelining)
+     * @param prefetchAroundPages  after a fault served from the source, the background sweep jumps to the pages
+     *                             following it and goes on from there, its first request there for at most this
+     *                             many pages, so that it arrives early (0: off, the sweep ignores faults)
+     * @param backgroundRequests   asynchronous background reads of full size in flight at once (pipelining);
+     *                             smaller ones (scattered pages) up to 16 times as many, within the same pages
      */
     public record Options(int prefetchPages, int backgroundChunkPages, int backgroundCopyPages, boolean background,
                           int pollTimeoutMillis, int targetPid, int prefetchAroundPages, int backgroundRequests) {
@@ -160,8 +166,8 @@ public final class LazyPageServer implements AutoCloseable {
         }
 
         /**
-         * Prefetch 3 pages with a fault and 64 around it, background on in 256-page (1 MiB) requests with 4 in
-         * flight and 16-page copies, poll every 5 ms; without prefetch when {@value #PREFETCH_PROPERTY} is false,
+         * Prefetch 3 pages with a fault, the sweep going on after it (its first request there 64 pages), background
+         * on in 256-page (1 MiB) requests with 4 in flight (up to 64 smaller ones) and 16-page copies, poll every 5 ms; without prefetch when {@value #PREFETCH_PROPERTY} is false,
          * without background when {@value #BACKGROUND_PROPERTY} is false.
          */
         public static Options defaults() {
@@ -222,6 +228,8 @@ public final class LazyPageServer implements AutoCloseable {
     private final int[] regPages;
     private final long[][] stored; // immutable after construction
     private final long[][] done; // delivered or dropped; accessed through WORD only
+    /** Pages the background asked the source for in its current pass (background thread only). */
+    private final long[][] asked;
     private final AtomicLong pending = new AtomicLong();
     private final long storedTotal;
 
@@ -238,6 +246,10 @@ public final class LazyPageServer implements AutoCloseable {
     private final AtomicInteger faultsInFlight = new AtomicInteger();
     /** Asynchronous background reads not yet delivered or failed. */
     private final AtomicInteger backgroundInFlight = new AtomicInteger();
+    /** The pages of those reads not yet delivered. */
+    private final AtomicLong backgroundPagesInFlight = new AtomicLong();
+    /** Small background reads in flight per full-size one the window allows (see awaitBackgroundWindow). */
+    private static final int MAX_REQUESTS_PER_FULL_REQUEST = 16;
     /** The image address of the latest fault served from the source, and a count of them (prefetch around faults). */
     private volatile long lastFaultImg;
     private volatile long faultSeq;
@@ -275,7 +287,6 @@ public final class LazyPageServer implements AutoCloseable {
     // Background counters (read after join).
     private final AtomicLong pagesByBackground = new AtomicLong();
     private final AtomicLong bytesByBackground = new AtomicLong();
-    private long pagesPrefetchedAroundFaults;
     private long backgroundNanos;
 
     /**
@@ -301,6 +312,7 @@ public final class LazyPageServer implements AutoCloseable {
         regPages = new int[n];
         stored = new long[n][];
         done = new long[n][];
+        asked = new long[n][];
         Seg[] initial = new Seg[n];
         for (int i = 0; i < n; i++) {
             AddressRange r = regions.get(i);
@@ -318,6 +330,7 @@ public final class LazyPageServer implements AutoCloseable {
             regPages[i] = (int) pages;
             stored[i] = new long[(int) ((pages + 63) >>> 6)];
             done[i] = new long[stored[i].length];
+            asked[i] = new long[stored[i].length];
             initial[i] = new Seg(r.start(), r.start(), r.length());
         }
         segs = initial;
@@ -369,6 +382,7 @@ public final class LazyPageServer implements AutoCloseable {
         this.stored = parent.stored;
         int n = regStart.length;
         this.done = new long[n][];
+        this.asked = new long[n][];
         long total = 0;
         for (int r = 0; r < n; r++) {
             long[] pd = parent.done[r];
@@ -378,6 +392,7 @@ public final class LazyPageServer implements AutoCloseable {
                 total += Long.bitCount(stored[r][w] & ~d[w]);
             }
             done[r] = d;
+            asked[r] = new long[d.length];
         }
         this.segs = parent.segs;
         this.storedTotal = total;
@@ -858,53 +873,79 @@ public final class LazyPageServer implements AutoCloseable {
 
     private void backgroundLoop() {
         String step = "starting";
+        long stepImg = 0;
+        int stepPages = 0;
         long t0 = System.nanoTime();
         try {
             final int chunk = options.backgroundChunkPages();
+            final boolean follow = options.prefetchAroundFaults();
             PageBuffer buf = null; // for sources that cannot read asynchronously
             long seenFaults = 0;
             while (!stopping && pending.get() > 0 && !targetGone) {
                 long before = pending.get();
-                for (int r = 0; r < regStart.length && !stopping && !targetGone; r++) {
-                    int idx = 0;
-                    while (!stopping && !targetGone && (idx = nextPending(r, idx)) >= 0) {
-                        if (options.prefetchAroundFaults() && faultSeq != seenFaults) {
-                            seenFaults = faultSeq;
-                            step = "prefetching around a fault";
-                            prefetchAround(lastFaultImg);
+                // One pass: a cursor (region r, page idx) from the first page to the last, except that after
+                // a fault it jumps to the pages following the fault and goes on from there (a process that
+                // faulted there is likely to touch them next); what a jump passed over is left to the next pass.
+                int r = 0;
+                int idx = 0;
+                int limit = chunk; // pages per request: smaller for the first one after a jump, so that it comes early
+                while (r < regStart.length && !stopping && !targetGone) {
+                    if (follow && faultSeq != seenFaults) {
+                        seenFaults = faultSeq;
+                        long img = lastFaultImg;
+                        int fr = regionOf(img);
+                        if (fr >= 0) {
+                            r = fr;
+                            idx = (int) ((img - regStart[fr]) >>> shift) + 1 + options.prefetchPages();
+                            limit = Math.min(chunk, options.prefetchAroundPages());
                         }
-                        int k = 1;
-                        while (k < chunk && idx + k < regPages[r] && isStored(r, idx + k) && !isDone(r, idx + k)) {
-                            k++;
-                        }
-                        long img = regStart[r] + ((long) idx << shift);
-                        step = "reading " + k + " pages at image address 0x" + Long.toHexString(img) + " from the source";
-                        awaitBackgroundWindow(options.backgroundRequests());
-                        int taken = readAsync(img, k, true);
-                        if (taken == 0) {
-                            if (buf == null) {
-                                buf = PageBuffer.allocate(arena, chunk);
-                                buf.clear();
-                            }
-                            source.readPagesInBackground(img, k, buf, 0);
-                            step = "copying pages at image address 0x" + Long.toHexString(img);
-                            copyImage(img, k, buf.address(), false);
-                            taken = k;
-                        }
-                        idx += taken;
                     }
+                    if (idx >= regPages[r] || (idx = nextToAsk(r, idx)) < 0) {
+                        r++;
+                        idx = 0;
+                        continue;
+                    }
+                    int k = 1;
+                    while (k < limit && idx + k < regPages[r] && isStored(r, idx + k) && !isDone(r, idx + k)
+                            && !isAsked(r, idx + k)) {
+                        k++;
+                    }
+                    limit = chunk;
+                    long img = regStart[r] + ((long) idx << shift);
+                    step = null; // reading (no message built per request: fail() builds it from stepPages and stepImg)
+                    stepImg = img;
+                    stepPages = k;
+                    awaitBackgroundWindow(k);
+                    int taken = readAsync(img, k);
+                    if (taken == 0) {
+                        if (buf == null) {
+                            buf = PageBuffer.allocate(arena, chunk);
+                            buf.clear();
+                        }
+                        source.readPagesInBackground(img, k, buf, 0);
+                        step = ""; // copying
+                        copyImage(img, k, buf.address(), false);
+                        taken = k;
+                    }
+                    markAsked(r, idx, taken);
+                    idx += taken;
                 }
                 step = "waiting for the background reads in flight";
-                awaitBackgroundWindow(1);
+                awaitBackgroundIdle();
+                for (long[] a : asked) { // what is still pending after this pass is asked for again in the next
+                    java.util.Arrays.fill(a, 0);
+                }
                 if (pending.get() == before) { // nothing moved (EAGAIN everywhere): let the events through
                     LockSupport.parkNanos(100_000);
                 }
             }
         } catch (Throwable t) {
-            fail("background thread, " + step, t);
+            String where = stepPages + " pages at image address 0x" + Long.toHexString(stepImg);
+            fail("background thread, " + (step == null ? "reading " + where + " from the source"
+                    : step.isEmpty() ? "copying " + where : step), t);
         } finally {
             try {
-                awaitBackgroundWindow(1); // nothing of ours in flight once the thread ends
+                awaitBackgroundIdle(); // nothing of ours in flight once the thread ends
             } catch (RuntimeException ignored) {
                 // failing already
             }
@@ -912,49 +953,49 @@ public final class LazyPageServer implements AutoCloseable {
         }
     }
 
-    /** The stored, pending pages following a fault's (at image address {@code img}), up to {@link Options#prefetchAroundPages}. */
-    private void prefetchAround(long img) throws java.io.IOException {
-        int r = regionOf(img);
-        if (r < 0) {
-            return;
-        }
-        int idx = (int) ((img - regStart[r]) >>> shift) + 1 + options.prefetchPages();
-        int end = Math.min(regPages[r], idx + options.prefetchAroundPages());
-        while (idx < end && (idx = nextPending(r, idx)) >= 0 && idx < end && !stopping) {
-            int k = 1;
-            while (idx + k < end && isStored(r, idx + k) && !isDone(r, idx + k)) {
-                k++;
-            }
-            awaitBackgroundWindow(options.backgroundRequests());
-            int taken = readAsync(regStart[r] + ((long) idx << shift), k, true);
-            if (taken == 0) {
-                return; // a source without asynchronous reads: the sweep will get there
-            }
-            pagesPrefetchedAroundFaults += taken;
-            idx += taken;
-        }
-    }
-
     /** An asynchronous background read of up to {@code k} pages at image address {@code img}; the pages taken, or 0. */
-    private int readAsync(long img, int k, boolean background) throws java.io.IOException {
-        AtomicInteger counter = background ? backgroundInFlight : faultsInFlight;
-        counter.incrementAndGet();
+    private int readAsync(long img, int k) throws java.io.IOException {
+        backgroundInFlight.incrementAndGet();
+        backgroundPagesInFlight.addAndGet(k); // before the read: its delivery may come before it returns
         int taken;
         try {
-            taken = source.readAsync(img, k, background, background ? backgroundDelivery : null);
+            taken = source.readAsync(img, k, true, backgroundDelivery);
         } catch (java.io.IOException | RuntimeException e) {
-            counter.decrementAndGet();
+            backgroundPagesInFlight.addAndGet(-k);
+            backgroundInFlight.decrementAndGet();
             throw e;
         }
+        backgroundPagesInFlight.addAndGet(taken - k);
         if (taken == 0) {
-            counter.decrementAndGet();
+            backgroundInFlight.decrementAndGet();
         }
         return taken;
     }
 
-    /** Waits until fewer than {@code limit} background reads are in flight. */
-    private void awaitBackgroundWindow(int limit) {
-        while (backgroundInFlight.get() >= limit && !completion.isDone() && !closing) {
+    /**
+     * Waits until a background read of {@code k} pages fits the window: fewer than
+     * {@link #MAX_REQUESTS_PER_FULL_REQUEST} times {@link Options#backgroundRequests} reads in flight, and
+     * their pages and these within {@code backgroundRequests} full requests' worth (or nothing in flight).
+     * So full-size requests go {@code backgroundRequests} at a time, and the single pages of a scattered
+     * dirty set (a hybrid migration's post-copy part) many more at a time, instead of one round trip
+     * each per {@code backgroundRequests}.
+     */
+    private void awaitBackgroundWindow(int k) {
+        final int requests = options.backgroundRequests() * MAX_REQUESTS_PER_FULL_REQUEST;
+        final long pages = (long) options.backgroundRequests() * options.backgroundChunkPages();
+        while (!completion.isDone() && !closing) {
+            int n = backgroundInFlight.get();
+            long p = backgroundPagesInFlight.get();
+            if (n < requests && (n == 0 || p + k <= pages)) {
+                return;
+            }
+            LockSupport.parkNanos(this, 1_000_000); // a delivery unparks us
+        }
+    }
+
+    /** Waits until no background read is in flight. */
+    private void awaitBackgroundIdle() {
+        while (backgroundInFlight.get() > 0 && !completion.isDone() && !closing) {
             LockSupport.parkNanos(this, 1_000_000); // a delivery unparks us
         }
     }
@@ -964,6 +1005,7 @@ public final class LazyPageServer implements AutoCloseable {
         @Override
         public void pages(long vaddr, int nrPages, long address) {
             copyImage(vaddr, nrPages, address, false);
+            backgroundPagesInFlight.addAndGet(-nrPages);
         }
 
         @Override
@@ -1194,15 +1236,33 @@ public final class LazyPageServer implements AutoCloseable {
         return newly;
     }
 
-    /** The next stored, not-done page of region r at or after idx, or -1. */
-    private int nextPending(int r, int idx) {
+    private boolean isAsked(int r, int idx) {
+        return (asked[r][idx >>> 6] & (1L << (idx & 63))) != 0;
+    }
+
+    /** Marks pages [idx, idx+n) of region r asked for in this pass. */
+    private void markAsked(int r, int idx, int n) {
+        long[] a = asked[r];
+        int i = idx;
+        int end = idx + n;
+        while (i < end) {
+            int lo = i & 63;
+            int hi = Math.min(64, lo + (end - i));
+            a[i >>> 6] |= (hi == 64 ? -1L : (1L << hi) - 1) & (-1L << lo);
+            i += hi - lo;
+        }
+    }
+
+    /** The next stored page of region r at or after idx that is neither done nor asked for in this pass, or -1. */
+    private int nextToAsk(int r, int idx) {
         long[] st = stored[r];
         long[] d = done[r];
+        long[] a = asked[r];
         int w = idx >>> 6;
         if (w >= st.length) {
             return -1;
         }
-        long bits = st[w] & ~(long) WORD.getVolatile(d, w) & (-1L << (idx & 63));
+        long bits = st[w] & ~((long) WORD.getVolatile(d, w) | a[w]) & (-1L << (idx & 63));
         while (true) {
             if (bits != 0) {
                 int p = (w << 6) + Long.numberOfTrailingZeros(bits);
@@ -1211,7 +1271,7 @@ public final class LazyPageServer implements AutoCloseable {
             if (++w >= st.length) {
                 return -1;
             }
-            bits = st[w] & ~(long) WORD.getVolatile(d, w);
+            bits = st[w] & ~((long) WORD.getVolatile(d, w) | a[w]);
         }
     }
 

@@ -4,6 +4,7 @@ import static dev.lazypages.net.PageFrameDescriptor.*;
 
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.CompositeByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -22,8 +23,6 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -37,14 +36,15 @@ import org.HdrHistogram.Recorder;
  *
  * <p>A connection must first send AUTH with the migration's token and its kind (FAULT or BULK);
  * a wrong or missing token is logged, answered with ERROR and closed. Each REQUEST is served on
- * the connection's event loop: a direct buffer is allocated for the whole response, the
- * provider writes the pages straight into it (no further copy), and it is written and flushed at
- * once. Serve latency (request decoded → response handed to the socket) is recorded in
+ * the connection's event loop: a pooled direct buffer of exactly the pages' size is allocated, the
+ * provider writes the pages straight into it (no further copy), and it goes out behind its header
+ * in one gathering write, flushed at once. Serve latency (request decoded → response handed to the socket) is recorded in
  * nanoseconds.
  *
  * <p>Threads: two I/O event loops decode and write; FAULT requests are served right on their
- * connection's loop (no hop), BULK requests on a separate bulk thread, so a fault is never
- * served behind a bulk read, whichever loops the connections landed on.
+ * connection's loop (no hop), BULK requests on a separate bulk thread ({@link BulkReader}: a
+ * lock-free JCTools queue hands them over), so a fault is never served behind a bulk read,
+ * whichever loops the connections landed on.
  */
 public final class PageServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(PageServer.class.getName());
@@ -52,8 +52,7 @@ public final class PageServer implements AutoCloseable {
     static final int AUTH_TIMEOUT_SECONDS = 10;
 
     private final EventLoopGroup group;
-    private final ExecutorService bulkExecutor = Executors.newSingleThreadExecutor(
-            Thread.ofPlatform().name("page-server-bulk").daemon().factory());
+    private final BulkReader bulkReader = new BulkReader("page-server-bulk");
     private final PageProvider provider;
     private final byte[] token;
     private final int pageSize;
@@ -97,11 +96,11 @@ public final class PageServer implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             Transport.shutdown(group);
-            s.bulkExecutor.shutdownNow();
+            s.bulkReader.shutdown(true);
             throw new java.io.InterruptedIOException("interrupted while binding " + bind);
         } catch (Exception e) {
             Transport.shutdown(group);
-            s.bulkExecutor.shutdownNow();
+            s.bulkReader.shutdown(true);
             throw new IOException("cannot start the page server on " + bind + ": " + e, e);
         }
     }
@@ -164,7 +163,7 @@ public final class PageServer implements AutoCloseable {
     @Override
     public void close() {
         if (group == null || group.isShuttingDown()) {
-            bulkExecutor.shutdownNow();
+            bulkReader.shutdown(true);
             return;
         }
         if (server != null) {
@@ -172,9 +171,9 @@ public final class PageServer implements AutoCloseable {
         }
         // Connections first, then the bulk thread (whose last writes go to the I/O loops), then the loops.
         children.close().awaitUninterruptibly();
-        bulkExecutor.shutdown();
+        bulkReader.shutdown(false);
         try {
-            if (!bulkExecutor.awaitTermination(5, TimeUnit.SECONDS)) {
+            if (!bulkReader.awaitTermination(5000)) {
                 LOG.log(System.Logger.Level.WARNING, "page server: a bulk read is still running after 5 s");
             }
         } catch (InterruptedException e) {
@@ -274,7 +273,7 @@ public final class PageServer implements AutoCloseable {
             // BULK: on the bulk thread, so that a long provider read never delays a fault request
             // whose connection shares this I/O loop. Its write hops back to the loop.
             try {
-                bulkExecutor.execute(() -> serveNow(ctx, r));
+                bulkReader.execute(() -> serveNow(ctx, r));
             } catch (RejectedExecutionException closing) {
                 ctx.close();
             }
@@ -289,13 +288,21 @@ public final class PageServer implements AutoCloseable {
                 return;
             }
             int len = n * pageSize;
-            ByteBuf out = ctx.alloc().directBuffer(HEADER_LENGTH + len);
+            // The header and the pages in buffers of their own, sent as one gathering write: a body of
+            // exactly n pages (1 MiB for a bulk request) is a size the pooled allocator keeps, where
+            // header + body (1 MiB + 24 bytes) was allocated afresh and faulted in page by page on
+            // every request.
+            ByteBuf body = ctx.alloc().directBuffer(len, len);
+            CompositeByteBuf out = ctx.alloc().compositeDirectBuffer(2);
             boolean handed = false;
             try {
-                writeHeader(out, TYPE_PAGES, 0, n, r.vaddr(), r.requestId());
-                ByteBuffer dst = out.nioBuffer(HEADER_LENGTH, len); // a view of out's memory: the provider fills it
+                out.addComponent(true, writeHeader(ctx.alloc().directBuffer(HEADER_LENGTH, HEADER_LENGTH), TYPE_PAGES, 0, n,
+                        r.vaddr(), r.requestId()));
+                ByteBuffer dst = body.nioBuffer(0, len); // a view of the body's memory: the provider fills it
                 provider.readPages(r.vaddr(), n, dst);
-                out.writerIndex(HEADER_LENGTH + len);
+                body.writerIndex(len);
+                out.addComponent(true, body);
+                body = null; // out owns it now
                 handed = true;
                 servedPages.addAndGet(n); // before the write: a client that has its pages sees them counted
                 servedRequests.incrementAndGet();
@@ -312,6 +319,9 @@ public final class PageServer implements AutoCloseable {
             } finally {
                 if (!handed) {
                     out.release();
+                    if (body != null) {
+                        body.release();
+                    }
                 }
             }
         }

@@ -107,15 +107,11 @@ final class LazyFixture {
         return b;
     }
 
-    /** Counts what is read from a source. */
-    static final class CountingSource implements LazySource {
+    /** A source over another one: the same pages and page size. */
+    abstract static class WrappingSource implements LazySource {
         final LazySource inner;
-        final AtomicInteger reads = new AtomicInteger();
-        final AtomicInteger pages = new AtomicInteger();
-        /** Each read takes at least this long: a slow disk or network, so that tests can act mid-fill. */
-        volatile long delayNanos;
 
-        CountingSource(LazySource inner) {
+        WrappingSource(LazySource inner) {
             this.inner = inner;
         }
 
@@ -128,6 +124,18 @@ final class LazyFixture {
         public java.util.List<Run> storedRuns() {
             return inner.storedRuns();
         }
+    }
+
+    /** Counts what is read from a source. */
+    static final class CountingSource extends WrappingSource {
+        final AtomicInteger reads = new AtomicInteger();
+        final AtomicInteger pages = new AtomicInteger();
+        /** Each read takes at least this long: a slow disk or network, so that tests can act mid-fill. */
+        volatile long delayNanos;
+
+        CountingSource(LazySource inner) {
+            super(inner);
+        }
 
         @Override
         public void readPages(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws IOException {
@@ -137,6 +145,62 @@ final class LazyFixture {
                 java.util.concurrent.locks.LockSupport.parkNanos(delayNanos);
             }
             inner.readPages(vaddr, nrPages, dst, dstOffset);
+        }
+
+        /** The first address of every background read, in order. */
+        final java.util.Queue<Long> backgroundReads = new java.util.concurrent.ConcurrentLinkedQueue<>();
+
+        @Override
+        public void readPagesInBackground(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws IOException {
+            backgroundReads.add(vaddr);
+            readPages(vaddr, nrPages, dst, dstOffset);
+        }
+    }
+
+    /**
+     * A source with latency, as a network is: {@link #readAsync} reads the pages from {@code inner} at once and
+     * delivers them from another thread {@code latencyNanos} later, recording how many reads (and pages) were
+     * outstanding at most.
+     */
+    static final class LatentSource extends WrappingSource implements AutoCloseable {
+        final long latencyNanos;
+        final AtomicInteger outstanding = new AtomicInteger();
+        final java.util.concurrent.atomic.AtomicLong outstandingPages = new java.util.concurrent.atomic.AtomicLong();
+        final AtomicInteger maxOutstanding = new AtomicInteger();
+        final java.util.concurrent.atomic.AtomicLong maxOutstandingPages = new java.util.concurrent.atomic.AtomicLong();
+        private final java.util.concurrent.ScheduledExecutorService link =
+                java.util.concurrent.Executors.newSingleThreadScheduledExecutor();
+
+        LatentSource(LazySource inner, long latencyNanos) {
+            super(inner);
+            this.latencyNanos = latencyNanos;
+        }
+
+        @Override
+        public void readPages(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws IOException {
+            inner.readPages(vaddr, nrPages, dst, dstOffset);
+        }
+
+        @Override
+        public int readAsync(long vaddr, int maxPages, boolean background, Delivery delivery) throws IOException {
+            PageBuffer buf = PageBuffer.allocate(maxPages);
+            inner.readPages(vaddr, maxPages, buf, 0);
+            maxOutstanding.accumulateAndGet(outstanding.incrementAndGet(), Math::max);
+            maxOutstandingPages.accumulateAndGet(outstandingPages.addAndGet(maxPages), Math::max);
+            link.schedule(() -> {
+                outstanding.decrementAndGet();
+                outstandingPages.addAndGet(-maxPages);
+                try (buf) {
+                    delivery.pages(vaddr, maxPages, buf.address());
+                }
+                delivery.done();
+            }, latencyNanos, java.util.concurrent.TimeUnit.NANOSECONDS);
+            return maxPages;
+        }
+
+        @Override
+        public void close() {
+            link.shutdownNow();
         }
     }
 }

@@ -48,6 +48,8 @@ class LazyPageServerTest {
     private LazyFixture.CountingSource source;
     private LazyPageServer server;
     private int run;
+    /** What the server reads through, around the counting source. */
+    private java.util.function.UnaryOperator<LazySource> wrapSource = java.util.function.UnaryOperator.identity();
 
     @BeforeEach
     void needsUserfaultfd() {
@@ -79,8 +81,8 @@ class LazyPageServerTest {
         Userfaultfd.Api api = uffd.api(FEATURES);
         assertTrue(api.has(FEATURES), api.toString());
         uffd.register(base, (long) pages * PS, Userfaultfd.REGISTER_MODE_MISSING);
-        LazyPageServer s = new LazyPageServer(uffd, List.of(new AddressRange(base, base + (long) pages * PS)), source,
-                options);
+        LazyPageServer s = new LazyPageServer(uffd, List.of(new AddressRange(base, base + (long) pages * PS)),
+                wrapSource.apply(source), options);
         server = s;
         cleanup.add(s::close);
         return s;
@@ -178,6 +180,58 @@ class LazyPageServerTest {
         assertEquals(0, s.pendingPages());
         assertTrue(stats.backgroundMiBps() > 0, stats.toString());
         assertMemoryMatchesImage(new BitSet(), new BitSet());
+    }
+
+    @Test
+    void afterAFaultTheBackgroundSweepGoesOnFromThePagesFollowingIt() throws Exception {
+        LazyPageServer.Options options = LazyPageServer.Options.defaults();
+        LazyPageServer s = setUp(4096, range(0, 4096), options);
+        source.delayNanos = TimeUnit.MILLISECONDS.toNanos(5); // the sweep needs ~80 ms to get to the fault by itself
+        s.start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (source.backgroundReads.isEmpty() && System.nanoTime() - deadline < 0) {
+            Thread.sleep(1);
+        }
+        int fault = 3000;
+        assertArrayEquals(expected(fault), await(LazyFixture.touch(mem, fault, tmp)));
+        LazyStats stats = await(s.completion());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+        List<Integer> reads = new ArrayList<>();
+        for (long a : source.backgroundReads) {
+            reads.add((int) ((a - base) / PS));
+        }
+        int jump = 0;
+        while (jump < reads.size() && reads.get(jump) < fault) {
+            jump++;
+        }
+        int after = fault + 1 + options.prefetchPages();
+        assertTrue(jump + 1 < reads.size(), "reads " + reads + ", " + stats);
+        assertEquals(after, reads.get(jump), "the sweep jumped to the pages after the fault's: " + reads);
+        assertEquals(after + options.prefetchAroundPages(), reads.get(jump + 1),
+                "and went on from there (its first request there of " + options.prefetchAroundPages() + " pages): " + reads);
+        assertTrue(reads.get(jump - 1) < 1024, "before the fault it was at the start: " + reads);
+    }
+
+    @Test
+    void scatteredPagesGoManyAtATimeOverALinkWithLatencyFullRequestsOnlyAFew() throws Exception {
+        LazyPageServer.Options options = LazyPageServer.Options.defaults();
+        BitSet st = new BitSet();
+        for (int p = 0; p < 2048; p += 4) { // 512 single pages: a hybrid migration's last dirty set
+            st.set(p);
+        }
+        st.set(4096, 4096 + 8 * options.backgroundChunkPages()); // and 8 full-size requests' worth after them
+        LazyFixture.LatentSource[] latent = new LazyFixture.LatentSource[1];
+        wrapSource = src -> latent[0] = new LazyFixture.LatentSource(src, TimeUnit.MILLISECONDS.toNanos(2));
+        LazyPageServer s = setUp(4096 + 8 * options.backgroundChunkPages(), st, options);
+        cleanup.add(latent[0]);
+        LazyStats stats = await(s.start().completion());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+        assertEquals(st.cardinality(), stats.pagesByBackground() + stats.pagesByFault() + stats.pagesFoundPresent(), stats.toString());
+        // A window of backgroundRequests reads would take 512 / 4 round trips for the single pages; it counts pages.
+        assertTrue(latent[0].maxOutstanding.get() > 4 * options.backgroundRequests(),
+                "at most " + latent[0].maxOutstanding.get() + " reads were in flight at once");
+        assertTrue(latent[0].maxOutstandingPages.get() <= (long) options.backgroundRequests() * options.backgroundChunkPages(),
+                latent[0].maxOutstandingPages.get() + " pages in flight at once");
     }
 
     @Test

@@ -48,8 +48,12 @@ class RemoteLazySourceTest {
         }
     }
 
-    /** Pages as LazyFixture's images hold them, generated from the address. */
+    /** Pages as LazyFixture's images hold them, generated from the address; optionally slow. */
     private static final class Generated implements PageProvider {
+        final java.util.concurrent.atomic.AtomicInteger reads = new java.util.concurrent.atomic.AtomicInteger();
+        /** Each read takes at least this long (a slow source: requests stay in flight). */
+        volatile long delayNanos;
+
         @Override
         public int pageSize() {
             return PS;
@@ -57,6 +61,10 @@ class RemoteLazySourceTest {
 
         @Override
         public void readPages(long vaddr, int nrPages, ByteBuffer dst) {
+            reads.incrementAndGet();
+            if (delayNanos > 0) {
+                java.util.concurrent.locks.LockSupport.parkNanos(delayNanos);
+            }
             ByteBuffer w = dst.order(ByteOrder.nativeOrder());
             for (int p = 0; p < nrPages; p++) {
                 long a = vaddr + (long) p * PS;
@@ -82,8 +90,18 @@ class RemoteLazySourceTest {
     }
 
     private void serveRemotely(int pages, BitSet stored, LazyPageServer.Options options, int[] touch) throws Exception {
+        serveRemotely(pages, stored, options, touch, new Generated(), false);
+    }
+
+    /**
+     * Serves {@code pages} pages of fresh memory from a page server over {@code provider}, touches {@code touch}
+     * (all at once, or when {@code oneByOneOnceSweeping} one after the other once the provider got its first
+     * read), checks every page, and returns the lazy server's statistics and the pages the page server sent.
+     */
+    private long[] serveRemotely(int pages, BitSet stored, LazyPageServer.Options options, int[] touch, Generated provider,
+                                 boolean oneByOneOnceSweeping) throws Exception {
         Requires.userfaultfd();
-        PageServer remote = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), new Generated(),
+        PageServer remote = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), provider,
                 "tok");
         cleanup.add(remote);
         PageClient client = PageClient.connect(remote.localAddress(), "tok");
@@ -103,11 +121,21 @@ class RemoteLazySourceTest {
         cleanup.add(server::close);
         server.start();
 
+        if (oneByOneOnceSweeping) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (provider.reads.get() == 0 && System.nanoTime() - deadline < 0) {
+                Thread.sleep(1);
+            }
+            for (int p : touch) {
+                assertArrayEquals(expected(stored, base, p), LazyFixture.touch(mem, p, tmp).get(20, TimeUnit.SECONDS),
+                        "page " + p + " as the fault saw it");
+            }
+        }
         List<CompletableFuture<byte[]>> seen = new ArrayList<>();
-        for (int p : touch) {
+        for (int p : oneByOneOnceSweeping ? new int[0] : touch) {
             seen.add(LazyFixture.touch(mem, p, tmp));
         }
-        for (int i = 0; i < touch.length; i++) {
+        for (int i = 0; i < seen.size(); i++) {
             assertArrayEquals(expected(stored, base, touch[i]), seen.get(i).get(20, TimeUnit.SECONDS),
                     "page " + touch[i] + " as the fault saw it");
         }
@@ -123,6 +151,27 @@ class RemoteLazySourceTest {
         assertEquals(0, source.pagesFetchedDirectly(), "no blocking background read");
         client.done();
         remote.done().get(10, TimeUnit.SECONDS);
+        return new long[] {st.faults(), remote.servedPages()};
+    }
+
+    @Test
+    void faultsAmongPagesTheSweepHasInFlightDoNotMakeItAskForThemAgain() throws Exception {
+        int pages = 4096; // 16 MiB: the sweep's first four requests (1024 pages) are in flight when the faults come
+        BitSet stored = new BitSet();
+        stored.set(0, pages);
+        Generated slow = new Generated();
+        slow.delayNanos = TimeUnit.MILLISECONDS.toNanos(30);
+        LazyPageServer.Options options = LazyPageServer.Options.defaults();
+        long[] faultsAndServed = serveRemotely(pages, stored, options, new int[] {100, 600, 900}, slow, true);
+        long faults = faultsAndServed[0];
+        long served = faultsAndServed[1];
+        // Each fault asks for its page and the prefetched ones (which the sweep may have in flight too); the sweep
+        // itself jumps past each fault but asks for no page twice: before, it asked again for the
+        // prefetch-around pages that were already on their way.
+        long bound = stored.cardinality() + faults * (1 + options.prefetchPages());
+        assertTrue(faults >= 3, "the touches faulted: " + faults);
+        assertTrue(served <= bound, "the page server sent " + served + " pages for " + stored.cardinality()
+                + " stored and " + faults + " faults (at most " + bound + ")");
     }
 
     @Test

@@ -3,6 +3,7 @@ package dev.lazypages.net;
 import static dev.lazypages.net.PageFrameDescriptor.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -13,6 +14,7 @@ import dev.lazypages.net.proto.Hello;
 import dev.lazypages.net.proto.Ping;
 import dev.lazypages.net.proto.Role;
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.embedded.EmbeddedChannel;
 import io.netty.handler.codec.protobuf.ProtobufEncoder;
@@ -163,6 +165,38 @@ class HandlerTest {
             ch.writeInbound(request(TYPE_DONE, 0, 0, 0));
             assertTrue(s.done().isDone());
             assertTrue(ch.isOpen());
+        } finally {
+            s.close();
+        }
+    }
+
+    @Test
+    void pageServerSendsThePagesInAPooledBufferOfExactlyTheirSizeBehindTheHeader() {
+        GeneratedPages pages = new GeneratedPages(PS, 5);
+        PageServer s = PageServer.unbound(pages, "tok");
+        try {
+            EmbeddedChannel ch = new EmbeddedChannel(new PageRequestDecoder(), s.newHandler());
+            ch.writeInbound(auth("tok", KIND_FAULT, PS)); // served right here (BULK: the same, on the bulk thread)
+            ((ByteBuf) ch.readOutbound()).release(); // ACCEPT
+            ch.writeInbound(request(TYPE_REQUEST, 256, 0x40000, 9));
+            ByteBuf out = ch.readOutbound();
+            // One buffer of header + 1 MiB is a size no pool keeps: it was allocated and faulted in afresh for
+            // every bulk request. The body alone (exactly 1 MiB) is pooled; both go out in one gathering write.
+            CompositeByteBuf c = assertInstanceOf(CompositeByteBuf.class, out);
+            assertEquals(2, c.numComponents());
+            assertEquals(HEADER_LENGTH, c.component(0).readableBytes());
+            assertEquals(256 * PS, c.component(1).capacity(), "the body is exactly the pages");
+            assertTrue(c.component(1).isDirect());
+            EmbeddedChannel client = new EmbeddedChannel(new PageResponseDecoder(PS, MAX_PAGES));
+            client.writeInbound(out);
+            PageResponse p = client.readInbound();
+            assertEquals(TYPE_PAGES, p.type());
+            assertEquals(9, p.requestId());
+            try (PageBuffer buf = PageBuffer.allocate(256)) {
+                p.data().getBytes(p.data().readerIndex(), buf.asByteBuffer());
+                p.data().release();
+                assertNull(pages.check(buf, 0, 0x40000, 256));
+            }
         } finally {
             s.close();
         }

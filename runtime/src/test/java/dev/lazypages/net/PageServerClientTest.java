@@ -93,6 +93,40 @@ class PageServerClientTest {
     }
 
     @Test
+    void bulkAnswersArriveInLargeReadsSoTheirPagesComeAsFewLongRuns() throws Exception {
+        PageClient c = client();
+        pages.firstWordOnly = true; // the network is what is measured here, not generating pages
+        int requests = 32;
+        java.util.concurrent.Semaphore window = new java.util.concurrent.Semaphore(4);
+        java.util.concurrent.atomic.AtomicLong runs = new java.util.concurrent.atomic.AtomicLong();
+        java.util.concurrent.atomic.AtomicReference<Throwable> failed = new java.util.concurrent.atomic.AtomicReference<>();
+        for (int i = 0; i < requests; i++) {
+            assertTrue(window.tryAcquire(10, TimeUnit.SECONDS), "an answer did not come");
+            c.fetchAsync(BASE + (long) i * 256 * PS, 256, true, new PageSink() {
+                @Override
+                public void received(PageData data) {
+                    data.forEachRun((first, k, address) -> runs.incrementAndGet());
+                    window.release();
+                }
+
+                @Override
+                public void failed(IOException cause) {
+                    failed.set(cause);
+                    window.release();
+                }
+            });
+        }
+        assertTrue(window.tryAcquire(4, 10, TimeUnit.SECONDS), "answers did not come");
+        assertNull(failed.get());
+        // Netty's default reads of at most 64 KiB cut each 1 MiB answer into 17 reads or more, and every cut splits
+        // a page (the 24-byte header shifts them): at least 32 runs per answer, each a UFFDIO_COPY of its own.
+        // With reads of up to 1 MiB, 2.5 to 14 runs were measured (the more, the faster the reader drains the
+        // socket); only a reader that always found a single 64 KiB segment waiting would come near 32.
+        double perAnswer = runs.get() / (double) requests;
+        assertTrue(perAnswer < 28, perAnswer + " runs per 1 MiB answer");
+    }
+
+    @Test
     void twoThreadsFetchAndFetchBulkConcurrently() throws Exception {
         PageClient c = client();
         ExecutorService ex = Executors.newFixedThreadPool(2);
