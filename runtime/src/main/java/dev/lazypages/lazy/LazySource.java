@@ -72,6 +72,18 @@ public interface LazySource {
     }
 
     /**
+     * Where this source delivers its {@link #readAsync asynchronous} fault reads, when the server
+     * may serve the userfaultfd right there ({@link dev.lazypages.net.FaultLoop}: reading the fault,
+     * sending the request, copying the answer on one thread, no hand-over); null (the default) when
+     * the server should use a fault thread of its own. A source that returns a loop must take every
+     * fault read asynchronously ({@link #readAsync} never 0 for a fault): a blocking read on the loop
+     * would wait for an answer only that loop can deliver.
+     */
+    default dev.lazypages.net.FaultLoop faultLoop() {
+        return null;
+    }
+
+    /**
      * A view of this source for one more concurrent server (the server of a forked child):
      * same pages, but its {@link #readPagesInBackground} must not disturb this source's own
      * background state (e.g. a readahead that belongs to one background thread). The default,

@@ -142,7 +142,7 @@ public final class PageClient implements AutoCloseable {
         if (t.length > MAX_TOKEN_BYTES) {
             throw new IllegalArgumentException("token longer than " + MAX_TOKEN_BYTES + " bytes");
         }
-        EventLoopGroup group = Transport.group("page-client", 2);
+        EventLoopGroup group = Transport.epoll() ? SpinSelect.group("page-client", 2) : Transport.group("page-client", 2);
         PageClient c = new PageClient(group, server, ps, t, options);
         try {
             c.fault = c.new Conn(KIND_FAULT, group.next());
@@ -167,6 +167,23 @@ public final class PageClient implements AutoCloseable {
     public Options options() {
         return options;
     }
+
+    /**
+     * The FAULT connection's event loop, for serving a userfaultfd on the thread that reads the
+     * fault answers ({@link FaultLoop}); null without the native epoll transport, or when the system
+     * property {@value #FAULT_LOOP_PROPERTY} is false.
+     */
+    public FaultLoop faultLoop() {
+        if (!Transport.epoll() || "false".equalsIgnoreCase(System.getProperty(FAULT_LOOP_PROPERTY, "true").trim())
+                || !(fault.loop instanceof io.netty.channel.IoEventLoop l)
+                || !l.isCompatible(io.netty.channel.epoll.EpollIoHandle.class)) {
+            return null;
+        }
+        return new FaultLoop(l);
+    }
+
+    /** {@code -Dlazypages.faultLoop=false}: serve faults on a fault thread of their own (for comparison). */
+    public static final String FAULT_LOOP_PROPERTY = "lazypages.faultLoop";
 
     /** Times a connection was lost and came back. */
     public long reconnects() {
@@ -472,7 +489,11 @@ public final class PageClient implements AutoCloseable {
                 throw new IOException(dead.getMessage() + " (fetching " + n + " pages at 0x" + Long.toHexString(vaddr)
                         + ")", dead);
             }
-            loop.execute(() -> send(p));
+            if (loop.inEventLoop()) { // a fault read on this loop (FaultLoop): write it now, no task, no wake-up
+                send(p);
+            } else {
+                loop.execute(() -> send(p));
+            }
             return p;
         }
 
@@ -485,6 +506,9 @@ public final class PageClient implements AutoCloseable {
             ByteBuf b = channel.alloc().directBuffer(HEADER_LENGTH);
             writeHeader(b, TYPE_REQUEST, 0, p.nrPages, p.vaddr, p.id);
             channel.writeAndFlush(b, channel.voidPromise());
+            if (kind == KIND_FAULT) {
+                SpinSelect.spinAfterRequest(); // a faulting thread waits: poll for the answer a little before sleeping
+            }
         }
 
         /** On the loop: the server accepted {@code ch}; (re)send everything pending. */

@@ -185,6 +185,58 @@ class RemoteLazySourceTest {
                 new int[] {3, 9, 2, 4});
     }
 
+    /**
+     * Issue 5 point 4, the hop-free fault path: with the epoll transport the uffd is served on the page
+     * client's FAULT event loop (no fault thread reads it), and a fault read there while the connection
+     * is down waits, is sent again on the new connection and is served.
+     */
+    @Test
+    void faultsAreServedOnTheFaultLoopWithoutAFaultThreadAndWaitThroughAnOutage() throws Exception {
+        Requires.userfaultfd();
+        PageServer remote = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), new Generated(),
+                "tok");
+        cleanup.add(remote);
+        dev.lazypages.net.CuttingProxy proxy = new dev.lazypages.net.CuttingProxy(remote.localAddress());
+        cleanup.add(proxy);
+        PageClient client = PageClient.connect(proxy.address(), "tok");
+        cleanup.add(client);
+        int pages = 8;
+        PageBuffer mem = Posix.mmapAnonymous((long) pages * PS);
+        long base = mem.address();
+        cleanup.add(() -> Posix.munmap(mem));
+        Userfaultfd uffd = Userfaultfd.open(true);
+        uffd.api(FEATURES);
+        uffd.register(base, (long) pages * PS, Userfaultfd.REGISTER_MODE_MISSING);
+        BitSet stored = new BitSet();
+        stored.set(0, pages);
+        RemoteLazySource source = new RemoteLazySource(client, runs(base, stored));
+        cleanup.add(source);
+        LazyPageServer server = new LazyPageServer(uffd, List.of(new AddressRange(base, base + (long) pages * PS)), source,
+                LazyPageServer.Options.defaults().withBackground(false).withPrefetchPages(0).withPrefetchAround(0));
+        cleanup.add(server::close);
+        server.start();
+
+        assertArrayEquals(expected(stored, base, 0), LazyFixture.touch(mem, 0, tmp).get(20, TimeUnit.SECONDS));
+        java.util.Set<String> names = new java.util.HashSet<>();
+        Thread.getAllStackTraces().keySet().forEach(t -> names.add(t.getName()));
+        assertTrue(names.contains("lazy-fault-watch"), "the watch thread runs: " + names);
+        assertTrue(names.stream().noneMatch(n -> n.startsWith("lazy-faults")), "no fault thread: " + names);
+
+        proxy.refuse(true);
+        proxy.cutAll();
+        CompletableFuture<byte[]> during = LazyFixture.touch(mem, 5, tmp);
+        Thread.sleep(500);
+        assertTrue(!during.isDone(), "the fault waits while the source cannot be reached");
+        proxy.refuse(false);
+        assertArrayEquals(expected(stored, base, 5), during.get(20, TimeUnit.SECONDS), "page 5 after the reconnection");
+        assertTrue(client.reconnects() >= 1, "reconnected: " + client.reconnects());
+        for (int p : new int[] {1, 2, 3, 4, 6, 7}) {
+            assertArrayEquals(expected(stored, base, p), LazyFixture.touch(mem, p, tmp).get(20, TimeUnit.SECONDS));
+        }
+        LazyStats st = server.completion().get(20, TimeUnit.SECONDS);
+        assertEquals(pages, st.pagesByFault(), st.toString());
+    }
+
     @Test
     void runsAreSortedAndAdjacentOnesMerged() {
         List<LazySource.Run> in = List.of(new LazySource.Run(10L * PS, 2), new LazySource.Run(0, 3),
