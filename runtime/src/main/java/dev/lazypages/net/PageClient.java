@@ -142,7 +142,7 @@ public final class PageClient implements AutoCloseable {
         if (t.length > MAX_TOKEN_BYTES) {
             throw new IllegalArgumentException("token longer than " + MAX_TOKEN_BYTES + " bytes");
         }
-        EventLoopGroup group = Transport.epoll() ? SpinSelect.group("page-client", 2) : Transport.group("page-client", 2);
+        EventLoopGroup group = Transport.group("page-client", 2);
         PageClient c = new PageClient(group, server, ps, t, options);
         try {
             c.fault = c.new Conn(KIND_FAULT, group.next());
@@ -506,9 +506,6 @@ public final class PageClient implements AutoCloseable {
             ByteBuf b = channel.alloc().directBuffer(HEADER_LENGTH);
             writeHeader(b, TYPE_REQUEST, 0, p.nrPages, p.vaddr, p.id);
             channel.writeAndFlush(b, channel.voidPromise());
-            if (kind == KIND_FAULT) {
-                SpinSelect.spinAfterRequest(); // a faulting thread waits: poll for the answer a little before sleeping
-            }
         }
 
         /** On the loop: the server accepted {@code ch}; (re)send everything pending. */
