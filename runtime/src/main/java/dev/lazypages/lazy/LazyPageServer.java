@@ -44,8 +44,10 @@ import org.HdrHistogram.Recorder;
  * readable, so reading a fault, writing its request, reading the answer and UFFDIO_COPY happen on
  * one thread with no hand-over (the uffd must then be non-blocking). A watch thread only notices
  * the end (as the fault thread would) and takes the uffd off the loop before finishing. Forked
- * children's servers always use a fault thread. A page the source never stored (or one dropped) gets UFFDIO_ZEROPAGE at
- * once, without touching the source. For a stored page not yet delivered it asks the source
+ * children's servers always use a fault thread.
+ *
+ * <p>A page the source never stored (or one dropped) gets UFFDIO_ZEROPAGE at once, without
+ * touching the source. For a stored page not yet delivered it asks the source
  * for it (with up to {@link Options#prefetchPages} following stored pages): a source that reads
  * {@linkplain LazySource#readAsync asynchronously} (the network) takes the request and the fault
  * thread goes back to the uffd at once, so faults of several threads are in flight together;
