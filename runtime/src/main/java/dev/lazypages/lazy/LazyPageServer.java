@@ -259,8 +259,6 @@ public final class LazyPageServer implements AutoCloseable {
     private final Recorder zeroLatency = new Recorder(3);
     private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
     private Thread faultThread;
-    /** The source's fault event loop when the uffd is served there (set in start), else null. */
-    private FaultLoop faultLoop;
     private Thread backgroundThread;
     private boolean uffdClosed;
     private boolean closed;
@@ -402,7 +400,6 @@ public final class LazyPageServer implements AutoCloseable {
             backgroundThread = Thread.ofPlatform().name(threadName("lazy-background")).daemon().unstarted(this::backgroundLoop);
         }
         FaultLoop loop = depth == 0 ? source.faultLoop() : null;
-        faultLoop = loop;
         faultThread = loop != null
                 ? Thread.ofPlatform().name(threadName("lazy-fault-watch")).daemon().unstarted(() -> watchOnLoop(loop))
                 : Thread.ofPlatform().name(threadName("lazy-faults")).daemon().unstarted(this::faultLoop);
@@ -577,13 +574,16 @@ public final class LazyPageServer implements AutoCloseable {
         String step = "watching the uffd on the fault event loop";
         try {
             LoopFaults lf = new LoopFaults(loop);
-            FaultLoop.Watch w = loop.watch(uffd.fd(), lf::readable, lf::loopGone);
+            FaultLoop.Watch w = loop.watch(uffd.fd(), lf::readable);
             try {
                 final long timeout = options.pollTimeoutMillis() * 1_000_000L;
                 while (!stopping && pending.get() > 0 && !targetGone) {
                     LockSupport.parkNanos(this, timeout);
                     if (options.targetPid() > 0 && !Posix.processExists(options.targetPid())) {
                         targetGone = true;
+                    } else if (loop.isShuttingDown() && !stopping) { // the page client closed under us
+                        fail("fault watch", new LazyPagesException("the page client's fault event loop shut down, "
+                                + "faults can no longer be served"));
                     }
                 }
             } finally {
@@ -646,12 +646,6 @@ public final class LazyPageServer implements AutoCloseable {
                         failOnLoop(fr.step, t);
                     }
                 }, 1_000_000);
-            }
-        }
-
-        void loopGone() {
-            if (!stopping) {
-                failOnLoop("serving faults", new java.io.IOException("the page client's fault event loop shut down"));
             }
         }
 
@@ -801,10 +795,7 @@ public final class LazyPageServer implements AutoCloseable {
                 return true; // the delivering thread copies and wakes
             }
             faultsInFlight.decrementAndGet();
-            if (faultLoop != null) {
-                throw new IllegalStateException("a source with a fault event loop must read faults asynchronously");
-            }
-            source.readPages(img, k, buf, 0);
+            source.readPages(img, k, buf, 0); // on the fault loop too: a local read (see LazySource#faultLoop)
         } catch (Exception e) {
             throw new LazyPagesException("reading " + k + " pages at image address 0x" + Long.toHexString(img)
                     + " from the source for a fault at 0x" + Long.toHexString(page) + ": " + e.getMessage(), e);

@@ -75,9 +75,10 @@ public interface LazySource {
      * Where this source delivers its {@link #readAsync asynchronous} fault reads, when the server
      * may serve the userfaultfd right there ({@link dev.lazypages.net.FaultLoop}: reading the fault,
      * sending the request, copying the answer on one thread, no hand-over); null (the default) when
-     * the server should use a fault thread of its own. A source that returns a loop must take every
-     * fault read asynchronously ({@link #readAsync} never 0 for a fault): a blocking read on the loop
-     * would wait for an answer only that loop can deliver.
+     * the server should use a fault thread of its own. A source that returns a loop must read every
+     * page that comes from the network {@link #readAsync asynchronously}: its {@link #readPages} then
+     * runs on the loop (for pages it holds locally, e.g. a hybrid restore's image), and a blocking
+     * read that waited for an answer only that loop can deliver would never end.
      */
     default dev.lazypages.net.FaultLoop faultLoop() {
         return null;

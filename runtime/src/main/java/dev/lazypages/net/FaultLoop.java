@@ -44,6 +44,11 @@ public final class FaultLoop {
         loop.schedule(task, delayNanos, TimeUnit.NANOSECONDS);
     }
 
+    /** Whether the loop is shutting down or gone (its page client closed): it serves nothing any more. */
+    public boolean isShuttingDown() {
+        return loop.isShuttingDown();
+    }
+
     /** The loop's thread name, for logs and tests. */
     public String threadName() {
         try {
@@ -64,14 +69,13 @@ public final class FaultLoop {
 
     /**
      * Watches {@code fd} for readability: {@code onReadable} runs on the loop each time epoll
-     * reports it readable (again and again while something is left to read), {@code onLoopGone}
-     * (on the loop) if the loop shuts down while the fd is still watched. The fd stays the
-     * caller's: nothing here closes it.
+     * reports it readable (again and again while something is left to read), until {@link Watch#cancel}
+     * or the loop shuts down ({@link #isShuttingDown}). The fd stays the caller's: nothing here closes it.
      *
      * @throws IOException the loop is shutting down, or epoll refused the fd
      */
-    public Watch watch(int fd, Runnable onReadable, Runnable onLoopGone) throws IOException {
-        Handle h = new Handle(fd, onReadable, onLoopGone);
+    public Watch watch(int fd, Runnable onReadable) throws IOException {
+        Handle h = new Handle(fd, onReadable);
         try {
             IoRegistration reg = loop.register(h).sync().getNow();
             loop.submit(() -> {
@@ -93,14 +97,12 @@ public final class FaultLoop {
     private final class Handle implements EpollIoHandle, Watch {
         private final FileDescriptor fd;
         private final Runnable onReadable;
-        private final Runnable onLoopGone;
         private volatile IoRegistration registration;
         private volatile boolean cancelled;
 
-        Handle(int fd, Runnable onReadable, Runnable onLoopGone) {
+        Handle(int fd, Runnable onReadable) {
             this.fd = new FileDescriptor(fd); // never closed here: close() below does not touch it
             this.onReadable = onReadable;
-            this.onLoopGone = onLoopGone;
         }
 
         @Override
@@ -115,13 +117,10 @@ public final class FaultLoop {
             }
         }
 
-        /** Netty closes the handles of a loop that shuts down. */
+        /** Netty closes the handles of a loop that shuts down: the fd stays open, it is the caller's. */
         @Override
         public void close() {
-            if (!cancelled) {
-                cancelled = true;
-                onLoopGone.run();
-            }
+            cancelled = true;
         }
 
         @Override
