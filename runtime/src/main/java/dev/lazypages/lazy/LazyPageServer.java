@@ -42,9 +42,10 @@ import org.HdrHistogram.Recorder;
  * ({@link LazySource#faultLoop()}: the page client's FAULT connection, epoll only), there is no
  * fault thread: the uffd is watched on that loop and the same work runs there each time it is
  * readable, so reading a fault, writing its request, reading the answer and UFFDIO_COPY happen on
- * one thread with no hand-over (the uffd must then be non-blocking). A watch thread only notices
- * the end (as the fault thread would) and takes the uffd off the loop before finishing. Forked
- * children's servers always use a fault thread.
+ * one thread with no hand-over (the uffd must then be non-blocking); pages the source holds locally
+ * (a hybrid restore's image) are read there too. A watch thread only notices the end (as the fault
+ * thread would, and the loop shutting down under the server: a failure) and takes the uffd off the
+ * loop before finishing. Forked children's servers always use a fault thread.
  *
  * <p>A page the source never stored (or one dropped) gets UFFDIO_ZEROPAGE at once, without
  * touching the source. For a stored page not yet delivered it asks the source
