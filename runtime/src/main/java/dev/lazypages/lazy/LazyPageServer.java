@@ -260,6 +260,8 @@ public final class LazyPageServer implements AutoCloseable {
     private final Recorder zeroLatency = new Recorder(3);
     private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
     private Thread faultThread;
+    /** Whether the uffd is served on the source's fault event loop (set in start, before the threads). */
+    private boolean onLoop;
     private Thread backgroundThread;
     private boolean uffdClosed;
     private boolean closed;
@@ -401,6 +403,7 @@ public final class LazyPageServer implements AutoCloseable {
             backgroundThread = Thread.ofPlatform().name(threadName("lazy-background")).daemon().unstarted(this::backgroundLoop);
         }
         FaultLoop loop = depth == 0 ? source.faultLoop() : null;
+        onLoop = loop != null;
         faultThread = loop != null
                 ? Thread.ofPlatform().name(threadName("lazy-fault-watch")).daemon().unstarted(() -> watchOnLoop(loop))
                 : Thread.ofPlatform().name(threadName("lazy-faults")).daemon().unstarted(this::faultLoop);
@@ -796,7 +799,12 @@ public final class LazyPageServer implements AutoCloseable {
                 return true; // the delivering thread copies and wakes
             }
             faultsInFlight.decrementAndGet();
-            source.readPages(img, k, buf, 0); // on the fault loop too: a local read (see LazySource#faultLoop)
+            if (onLoop) {
+                // A page the source holds locally (see LazySource#faultLoop): that page alone, since the
+                // pages after it may be remote, and a blocking remote read would wait for this very loop.
+                k = 1;
+            }
+            source.readPages(img, k, buf, 0);
         } catch (Exception e) {
             throw new LazyPagesException("reading " + k + " pages at image address 0x" + Long.toHexString(img)
                     + " from the source for a fault at 0x" + Long.toHexString(page) + ": " + e.getMessage(), e);

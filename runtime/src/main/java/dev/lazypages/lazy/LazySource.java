@@ -76,9 +76,10 @@ public interface LazySource {
      * may serve the userfaultfd right there ({@link dev.lazypages.net.FaultLoop}: reading the fault,
      * sending the request, copying the answer on one thread, no hand-over); null (the default) when
      * the server should use a fault thread of its own. A source that returns a loop must read every
-     * page that comes from the network {@link #readAsync asynchronously}: its {@link #readPages} then
-     * runs on the loop (for pages it holds locally, e.g. a hybrid restore's image), and a blocking
-     * read that waited for an answer only that loop can deliver would never end.
+     * page that comes from the network {@link #readAsync asynchronously}: when it declines a fault,
+     * the server reads just the faulting page with {@link #readPages} on the loop (a page it holds
+     * locally, e.g. a hybrid restore's image); a blocking read that waited for an answer only that
+     * loop can deliver would never end.
      */
     default dev.lazypages.net.FaultLoop faultLoop() {
         return null;
