@@ -155,6 +155,15 @@ public final class CompositeLazySource implements LazySource {
         return remote.readAsync(vaddr, n, background, delivery);
     }
 
+    /**
+     * The remote source's fault loop: faults on REMOTE runs are read asynchronously there, and the
+     * local runs' blocking reads (the image's files) do not wait for that loop.
+     */
+    @Override
+    public dev.lazypages.net.FaultLoop faultLoop() {
+        return remote.faultLoop();
+    }
+
     /** Index of the last segment starting at or below {@code vaddr}, or -1. */
     private int segmentOf(long vaddr) {
         return SortedAddresses.floorIndex(segStart, vaddr);

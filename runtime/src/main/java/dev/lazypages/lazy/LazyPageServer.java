@@ -3,6 +3,7 @@ package dev.lazypages.lazy;
 import dev.lazypages.ffm.PageBuffer;
 import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.Userfaultfd;
+import dev.lazypages.net.FaultLoop;
 import java.lang.foreign.Arena;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
@@ -37,8 +38,17 @@ import org.HdrHistogram.Recorder;
  *
  * <h2>Threads</h2>
  * The fault thread polls the uffd, reads messages in batches, handles the events, then
- * serves the faults. A page the source never stored (or one dropped) gets UFFDIO_ZEROPAGE at
- * once, without touching the source. For a stored page not yet delivered it asks the source
+ * serves the faults. When the source lends the event loop that delivers its fault reads
+ * ({@link LazySource#faultLoop()}: the page client's FAULT connection, epoll only), there is no
+ * fault thread: the uffd is watched on that loop and the same work runs there each time it is
+ * readable, so reading a fault, writing its request, reading the answer and UFFDIO_COPY happen on
+ * one thread with no hand-over (the uffd must then be non-blocking); pages the source holds locally
+ * (a hybrid restore's image) are read there too. A watch thread only notices the end (as the fault
+ * thread would, and the loop shutting down under the server: a failure) and takes the uffd off the
+ * loop before finishing. Forked children's servers always use a fault thread.
+ *
+ * <p>A page the source never stored (or one dropped) gets UFFDIO_ZEROPAGE at once, without
+ * touching the source. For a stored page not yet delivered it asks the source
  * for it (with up to {@link Options#prefetchPages} following stored pages): a source that reads
  * {@linkplain LazySource#readAsync asynchronously} (the network) takes the request and the fault
  * thread goes back to the uffd at once, so faults of several threads are in flight together;
@@ -265,6 +275,8 @@ public final class LazyPageServer implements AutoCloseable {
     private final Recorder zeroLatency = new Recorder(3);
     private final CompletableFuture<LazyStats> completion = new CompletableFuture<>();
     private Thread faultThread;
+    /** Whether the uffd is served on the source's fault event loop (set in start, before the threads). */
+    private boolean onLoop;
     private Thread backgroundThread;
     private boolean uffdClosed;
     private boolean closed;
@@ -408,7 +420,11 @@ public final class LazyPageServer implements AutoCloseable {
         if (options.background() && storedTotal > 0) {
             backgroundThread = Thread.ofPlatform().name(threadName("lazy-background")).daemon().unstarted(this::backgroundLoop);
         }
-        faultThread = Thread.ofPlatform().name(threadName("lazy-faults")).daemon().unstarted(this::faultLoop);
+        FaultLoop loop = depth == 0 ? source.faultLoop() : null;
+        onLoop = loop != null;
+        faultThread = loop != null
+                ? Thread.ofPlatform().name(threadName("lazy-fault-watch")).daemon().unstarted(() -> watchOnLoop(loop))
+                : Thread.ofPlatform().name(threadName("lazy-faults")).daemon().unstarted(this::faultLoop);
         if (backgroundThread != null) {
             backgroundThread.start();
         }
@@ -443,22 +459,18 @@ public final class LazyPageServer implements AutoCloseable {
     // ------------------------------------------------------------------------------------
 
     private void faultLoop() {
-        String step = "starting";
+        FaultReader fr = null;
         try {
-            Userfaultfd.Messages msgs = new Userfaultfd.Messages(arena, MESSAGES_PER_READ);
-            PageBuffer buf = PageBuffer.allocate(arena, 1 + options.prefetchPages());
-            buf.clear(); // touch it now, not on the first fault
-            long[] deferred = new long[MESSAGES_PER_READ];
-            int nDeferred = 0;
+            fr = new FaultReader();
             final int timeout = options.pollTimeoutMillis();
             while (!stopping) {
                 if (pending.get() == 0 || targetGone) {
                     break;
                 }
-                step = "polling the uffd";
-                if (!uffd.await(nDeferred > 0 ? 1 : timeout)) {
-                    if (nDeferred > 0) {
-                        nDeferred = retryDeferred(deferred, nDeferred, buf);
+                fr.step = "polling the uffd";
+                if (!uffd.await(fr.nDeferred > 0 ? 1 : timeout)) {
+                    if (fr.nDeferred > 0) {
+                        fr.retryDeferred();
                     } else if (options.targetPid() > 0 && !Posix.processExists(options.targetPid())) {
                         targetGone = true;
                     } else if (depth > 0 && mmGone()) {
@@ -466,38 +478,80 @@ public final class LazyPageServer implements AutoCloseable {
                     }
                     continue;
                 }
-                final long t0 = System.nanoTime();
-                step = "reading the uffd";
-                int n;
-                announceRead();
-                try {
-                    n = uffd.read(msgs);
-                    step = "handling events";
-                    for (int i = 0; i < n; i++) {
-                        if (msgs.event(i) != Userfaultfd.EVENT_PAGEFAULT) {
-                            handleEvent(msgs, i);
-                        }
-                    }
-                } finally {
-                    readIntent = false; // release: the events' marks and segs are visible to the background now
-                }
-                step = "serving faults";
-                for (int i = 0; i < n; i++) {
-                    if (msgs.event(i) == Userfaultfd.EVENT_PAGEFAULT) {
-                        faults++;
-                        long page = msgs.address(i) & -ps;
-                        if (!serve(page, buf, t0)) {
-                            if (nDeferred == deferred.length) {
-                                deferred = java.util.Arrays.copyOf(deferred, deferred.length * 2);
-                            }
-                            deferred[nDeferred++] = page;
-                        }
-                    }
-                }
-                if (nDeferred > 0) {
-                    nDeferred = retryDeferred(deferred, nDeferred, buf);
+                fr.readAndServe();
+                if (fr.nDeferred > 0) {
+                    fr.retryDeferred();
                 }
             }
+        } catch (Throwable t) {
+            fail("fault thread, " + (fr == null ? "starting" : fr.step), t);
+            return;
+        }
+        stopAndComplete();
+    }
+
+    /**
+     * What reads the uffd (the fault thread, or the fault event loop): a message buffer, a page
+     * buffer for sources read blocking, and the faults deferred by EAGAIN (retried after the next read).
+     */
+    private final class FaultReader {
+        final Userfaultfd.Messages msgs = new Userfaultfd.Messages(arena, MESSAGES_PER_READ);
+        final PageBuffer buf = PageBuffer.allocate(arena, 1 + options.prefetchPages());
+        long[] deferred = new long[MESSAGES_PER_READ];
+        int nDeferred;
+        String step = "starting";
+
+        FaultReader() {
+            buf.clear(); // touch it now, not on the first fault
+        }
+
+        /** One read of up to {@link #MESSAGES_PER_READ} messages: the events (under the read announcement), then the faults. */
+        int readAndServe() {
+            final long t0 = System.nanoTime();
+            step = "reading the uffd";
+            int n;
+            announceRead();
+            try {
+                n = uffd.read(msgs);
+                step = "handling events";
+                for (int i = 0; i < n; i++) {
+                    if (msgs.event(i) != Userfaultfd.EVENT_PAGEFAULT) {
+                        handleEvent(msgs, i);
+                    }
+                }
+            } finally {
+                readIntent = false; // release: the events' marks and segs are visible to the background now
+            }
+            step = "serving faults";
+            for (int i = 0; i < n; i++) {
+                if (msgs.event(i) == Userfaultfd.EVENT_PAGEFAULT) {
+                    faults++;
+                    long page = msgs.address(i) & -ps;
+                    if (!serve(page, buf, t0)) {
+                        if (nDeferred == deferred.length) {
+                            deferred = java.util.Arrays.copyOf(deferred, deferred.length * 2);
+                        }
+                        deferred[nDeferred++] = page;
+                    }
+                }
+            }
+            return n;
+        }
+
+        void retryDeferred() {
+            step = "retrying faults";
+            nDeferred = LazyPageServer.this.retryDeferred(deferred, nDeferred, buf);
+        }
+    }
+
+    /**
+     * The end, on the fault thread (or the watch thread), once pages are all in, the target is
+     * gone, or the server stops: stop the background, wait for fault reads in flight, unregister,
+     * close the uffd, wait for the children, complete.
+     */
+    private void stopAndComplete() {
+        String step = "stopping";
+        try {
             if (closing) {
                 return; // close() completes the future
             }
@@ -526,6 +580,100 @@ public final class LazyPageServer implements AutoCloseable {
             completion.complete(stats());
         } catch (Throwable t) {
             fail("fault thread, " + step, t);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Faults served on the source's fault event loop
+    // ------------------------------------------------------------------------------------
+
+    /**
+     * The watch thread when the source lends its fault event loop: the loop serves the uffd
+     * ({@link LoopFaults}), this thread only watches for the end (every {@link Options#pollTimeoutMillis},
+     * as the fault thread would), then takes the uffd off the loop and finishes.
+     */
+    private void watchOnLoop(FaultLoop loop) {
+        String step = "watching the uffd on the fault event loop";
+        try {
+            LoopFaults lf = new LoopFaults(loop);
+            FaultLoop.Watch w = loop.watch(uffd.fd(), lf::readable);
+            try {
+                final long timeout = options.pollTimeoutMillis() * 1_000_000L;
+                while (!stopping && pending.get() > 0 && !targetGone) {
+                    LockSupport.parkNanos(this, timeout);
+                    if (options.targetPid() > 0 && !Posix.processExists(options.targetPid())) {
+                        targetGone = true;
+                    } else if (loop.isShuttingDown() && !stopping) { // the page client closed under us
+                        fail("fault watch", new LazyPagesException("the page client's fault event loop shut down, "
+                                + "faults can no longer be served"));
+                    }
+                }
+            } finally {
+                step = "taking the uffd off the fault event loop";
+                w.cancel(); // from here on only this thread reads the loop-side counters (the cancel's task orders them)
+            }
+        } catch (Throwable t) {
+            fail("fault watch, " + step, t);
+            return;
+        }
+        stopAndComplete();
+    }
+
+    /**
+     * The fault thread's work, done on the fault event loop each time the uffd is readable: read a
+     * batch of messages, handle the events, serve the faults. A fault read goes out on the loop
+     * itself (the page client writes it at once) and its answer is copied there too, so a fault
+     * changes thread only in the kernel. Faults that met EAGAIN are retried after the next read, or
+     * after 1 ms.
+     */
+    private final class LoopFaults {
+        private final FaultLoop loop;
+        private final FaultReader fr = new FaultReader();
+        private boolean retryScheduled;
+
+        LoopFaults(FaultLoop loop) {
+            this.loop = loop;
+        }
+
+        void readable() {
+            if (stopping) {
+                return;
+            }
+            try {
+                int n = fr.readAndServe();
+                retry(n > 0);
+            } catch (Throwable t) {
+                failOnLoop(fr.step, t);
+            }
+        }
+
+        /** Serves the deferred faults again if a read came since; if some remain, again in 1 ms. */
+        private void retry(boolean readSince) {
+            if (fr.nDeferred == 0) {
+                return;
+            }
+            if (readSince) {
+                fr.retryDeferred();
+            }
+            if (fr.nDeferred > 0 && !retryScheduled) {
+                retryScheduled = true;
+                loop.schedule(() -> {
+                    retryScheduled = false;
+                    if (stopping) {
+                        return;
+                    }
+                    try {
+                        retry(true);
+                    } catch (Throwable t) {
+                        failOnLoop(fr.step, t);
+                    }
+                }, 1_000_000);
+            }
+        }
+
+        private void failOnLoop(String step, Throwable t) {
+            fail("fault event loop, " + step, t);
+            LockSupport.unpark(faultThread); // the watch thread takes the uffd off the loop now
         }
     }
 
@@ -669,6 +817,11 @@ public final class LazyPageServer implements AutoCloseable {
                 return true; // the delivering thread copies and wakes
             }
             faultsInFlight.decrementAndGet();
+            if (onLoop) {
+                // A page the source holds locally (see LazySource#faultLoop): that page alone, since the
+                // pages after it may be remote, and a blocking remote read would wait for this very loop.
+                k = 1;
+            }
             source.readPages(img, k, buf, 0);
         } catch (Exception e) {
             throw new LazyPagesException("reading " + k + " pages at image address 0x" + Long.toHexString(img)

@@ -72,6 +72,20 @@ public interface LazySource {
     }
 
     /**
+     * Where this source delivers its {@link #readAsync asynchronous} fault reads, when the server
+     * may serve the userfaultfd right there ({@link dev.lazypages.net.FaultLoop}: reading the fault,
+     * sending the request, copying the answer on one thread, no hand-over); null (the default) when
+     * the server should use a fault thread of its own. A source that returns a loop must read every
+     * page that comes from the network {@link #readAsync asynchronously}: when it declines a fault,
+     * the server reads just the faulting page with {@link #readPages} on the loop (a page it holds
+     * locally, e.g. a hybrid restore's image); a blocking read that waited for an answer only that
+     * loop can deliver would never end.
+     */
+    default dev.lazypages.net.FaultLoop faultLoop() {
+        return null;
+    }
+
+    /**
      * A view of this source for one more concurrent server (the server of a forked child):
      * same pages, but its {@link #readPagesInBackground} must not disturb this source's own
      * background state (e.g. a readahead that belongs to one background thread). The default,

@@ -124,6 +124,12 @@ public final class RemoteLazySource implements LazySource, AutoCloseable {
         return n;
     }
 
+    /** The page client's FAULT event loop (epoll only): the server serves the uffd there. */
+    @Override
+    public dev.lazypages.net.FaultLoop faultLoop() {
+        return client.faultLoop();
+    }
+
     /** Pages asked for with {@link #readAsync} (faults and the background). */
     public long pagesReadAsync() {
         return pagesReadAsync.get();

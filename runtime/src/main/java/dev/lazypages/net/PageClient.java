@@ -176,6 +176,23 @@ public final class PageClient implements AutoCloseable {
         return options;
     }
 
+    /**
+     * The FAULT connection's event loop, for serving a userfaultfd on the thread that reads the
+     * fault answers ({@link FaultLoop}); null without the native epoll transport, or when the system
+     * property {@value #FAULT_LOOP_PROPERTY} is false.
+     */
+    public FaultLoop faultLoop() {
+        if (!Transport.epoll() || "false".equalsIgnoreCase(System.getProperty(FAULT_LOOP_PROPERTY, "true").trim())
+                || !(fault.loop instanceof io.netty.channel.IoEventLoop l)
+                || !l.isCompatible(io.netty.channel.epoll.EpollIoHandle.class)) {
+            return null;
+        }
+        return new FaultLoop(l);
+    }
+
+    /** {@code -Dlazypages.faultLoop=false}: serve faults on a fault thread of their own (for comparison). */
+    public static final String FAULT_LOOP_PROPERTY = "lazypages.faultLoop";
+
     /** Times a connection was lost and came back. */
     public long reconnects() {
         return fault.reconnects + bulk.reconnects;
@@ -489,7 +506,11 @@ public final class PageClient implements AutoCloseable {
                 throw new IOException(dead.getMessage() + " (fetching " + n + " pages at 0x" + Long.toHexString(vaddr)
                         + ")", dead);
             }
-            loop.execute(() -> send(p));
+            if (loop.inEventLoop()) { // a fault read on this loop (FaultLoop): write it now, no task, no wake-up
+                send(p);
+            } else {
+                loop.execute(() -> send(p));
+            }
             return p;
         }
 

@@ -101,9 +101,7 @@ class RemoteLazySourceTest {
     private long[] serveRemotely(int pages, BitSet stored, LazyPageServer.Options options, int[] touch, Generated provider,
                                  boolean oneByOneOnceSweeping) throws Exception {
         Requires.userfaultfd();
-        PageServer remote = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), provider,
-                "tok");
-        cleanup.add(remote);
+        PageServer remote = generatedPageServer(provider);
         PageClient client = PageClient.connect(remote.localAddress(), "tok");
         cleanup.add(client);
 
@@ -232,6 +230,165 @@ class RemoteLazySourceTest {
         stored.set(9);
         serveRemotely(16, stored, LazyPageServer.Options.defaults().withBackground(false).withPrefetchPages(0),
                 new int[] {3, 9, 2, 4});
+    }
+
+    private PageServer generatedPageServer() throws java.io.IOException {
+        return generatedPageServer(new Generated());
+    }
+
+    private PageServer generatedPageServer(Generated provider) throws java.io.IOException {
+        PageServer remote = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), provider, "tok");
+        cleanup.add(remote);
+        return remote;
+    }
+
+    /** A registered mapping of {@code pages} pages, with a server over {@code source}: faults only, one page each. */
+    private LazyPageServer serveFaultsOnly(PageBuffer mem, int pages, LazySource source) {
+        return serveFaultsOnly(mem, pages, source, 0);
+    }
+
+    /** The same, each fault with up to {@code prefetch} stored pages after it. */
+    private LazyPageServer serveFaultsOnly(PageBuffer mem, int pages, LazySource source, int prefetch) {
+        long base = mem.address();
+        Userfaultfd uffd = Userfaultfd.open(true);
+        uffd.api(FEATURES);
+        uffd.register(base, (long) pages * PS, Userfaultfd.REGISTER_MODE_MISSING);
+        LazyPageServer server = new LazyPageServer(uffd, List.of(new AddressRange(base, base + (long) pages * PS)), source,
+                LazyPageServer.Options.defaults().withBackground(false).withPrefetchPages(prefetch).withPrefetchAround(0));
+        cleanup.add(server::close);
+        return server.start();
+    }
+
+    /** Every one of {@code pages} pages at {@code base} from the remote side. */
+    private RemoteLazySource remoteSource(PageClient client, long base, int pages) {
+        RemoteLazySource source = new RemoteLazySource(client, List.of(new LazySource.Run(base, pages)));
+        cleanup.add(source);
+        return source;
+    }
+
+    private PageBuffer mapping(int pages) {
+        PageBuffer mem = Posix.mmapAnonymous((long) pages * PS);
+        cleanup.add(() -> Posix.munmap(mem));
+        return mem;
+    }
+
+    /** The uffd is read on the page client's FAULT loop: a watch thread runs, no fault thread does. */
+    private static void assertNoFaultThread() {
+        java.util.Set<String> names = new java.util.HashSet<>();
+        Thread.getAllStackTraces().keySet().forEach(t -> names.add(t.getName()));
+        assertTrue(names.contains("lazy-fault-watch"), "the watch thread runs: " + names);
+        assertTrue(names.stream().noneMatch(n -> n.startsWith("lazy-faults")), "no fault thread: " + names);
+    }
+
+    /**
+     * Issue 5 point 4, the hop-free fault path: with the epoll transport the uffd is served on the page
+     * client's FAULT event loop (no fault thread reads it), and a fault read there while the connection
+     * is down waits, is sent again on the new connection and is served.
+     */
+    @Test
+    void faultsAreServedOnTheFaultLoopWithoutAFaultThreadAndWaitThroughAnOutage() throws Exception {
+        Requires.userfaultfd();
+        PageServer remote = generatedPageServer();
+        dev.lazypages.net.CuttingProxy proxy = new dev.lazypages.net.CuttingProxy(remote.localAddress());
+        cleanup.add(proxy);
+        PageClient client = PageClient.connect(proxy.address(), "tok");
+        cleanup.add(client);
+        int pages = 8;
+        PageBuffer mem = mapping(pages);
+        long base = mem.address();
+        LazyPageServer server = serveFaultsOnly(mem, pages, remoteSource(client, base, pages));
+        BitSet stored = new BitSet();
+        stored.set(0, pages);
+
+        assertArrayEquals(expected(stored, base, 0), LazyFixture.touch(mem, 0, tmp).get(20, TimeUnit.SECONDS));
+        assertNoFaultThread();
+
+        proxy.refuse(true);
+        proxy.cutAll();
+        CompletableFuture<byte[]> during = LazyFixture.touch(mem, 5, tmp);
+        Thread.sleep(500);
+        assertTrue(!during.isDone(), "the fault waits while the source cannot be reached");
+        proxy.refuse(false);
+        assertArrayEquals(expected(stored, base, 5), during.get(20, TimeUnit.SECONDS), "page 5 after the reconnection");
+        assertTrue(client.reconnects() >= 1, "reconnected: " + client.reconnects());
+        for (int p : new int[] {1, 2, 3, 4, 6, 7}) {
+            assertArrayEquals(expected(stored, base, p), LazyFixture.touch(mem, p, tmp).get(20, TimeUnit.SECONDS));
+        }
+        LazyStats st = server.completion().get(20, TimeUnit.SECONDS);
+        assertEquals(pages, st.pagesByFault(), st.toString());
+    }
+
+    /** The page client closed under a server on its loop (the destination failing): the server fails, it does not hang. */
+    @Test
+    void aServerOnTheFaultLoopFailsWhenItsPageClientCloses() throws Exception {
+        Requires.userfaultfd();
+        PageServer remote = generatedPageServer();
+        PageClient client = PageClient.connect(remote.localAddress(), "tok");
+        int pages = 4;
+        PageBuffer mem = mapping(pages);
+        LazyPageServer server = serveFaultsOnly(mem, pages, remoteSource(client, mem.address(), pages));
+        BitSet stored = new BitSet();
+        stored.set(0, pages);
+        assertArrayEquals(expected(stored, mem.address(), 1), LazyFixture.touch(mem, 1, tmp).get(20, TimeUnit.SECONDS));
+        client.close();
+        java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class,
+                () -> server.completion().get(10, TimeUnit.SECONDS));
+        assertTrue(e.getCause().getMessage().contains("fault event loop shut down"), e.getCause().getMessage());
+    }
+
+    /**
+     * A hybrid restore's source (local image pages plus REMOTE ones, as the lazy handoff builds it)
+     * lends the remote's FAULT loop too: remote pages come asynchronously there, local ones are read
+     * on the loop from the local source, one page per fault, so that a prefetch never turns into a
+     * blocking remote read on the loop (which would wait for itself: MigrationTest's hybrid runs).
+     */
+    @Test
+    void aHybridSourceServesLocalAndRemotePagesOnTheFaultLoop() throws Exception {
+        Requires.userfaultfd();
+        PageServer remote = generatedPageServer();
+        PageClient client = PageClient.connect(remote.localAddress(), "tok");
+        cleanup.add(client);
+        int pages = 8;
+        PageBuffer mem = mapping(pages);
+        long base = mem.address();
+        java.util.concurrent.atomic.AtomicInteger localReads = new java.util.concurrent.atomic.AtomicInteger();
+        LazySource local = new LazySource() { // pages 0-3, as a local image would hold them
+            @Override
+            public int pageSize() {
+                return PS;
+            }
+
+            @Override
+            public List<Run> storedRuns() {
+                return List.of(new Run(base, 4));
+            }
+
+            @Override
+            public void readPages(long vaddr, int nrPages, PageBuffer dst, long dstOffset) {
+                localReads.incrementAndGet();
+                for (int p = 0; p < nrPages; p++) {
+                    dst.copyFrom(LazyFixture.page(SEED, vaddr + (long) p * PS), 0, dstOffset + (long) p * PS, PS);
+                }
+            }
+        };
+        List<LazySource.Run> remoteRuns = List.of(new LazySource.Run(base + 4L * PS, 4));
+        RemoteLazySource net = new RemoteLazySource(client, remoteRuns);
+        cleanup.add(net);
+        // prefetch 3: a fault on local page 3 would read 3-6, across into the remote pages
+        LazyPageServer server = serveFaultsOnly(mem, pages, new CompositeLazySource(local, net, remoteRuns), 3);
+
+        BitSet all = new BitSet();
+        all.set(0, pages);
+        for (int p : new int[] {3, 6, 1, 4, 0, 7, 2, 5}) {
+            assertArrayEquals(expected(all, base, p), LazyFixture.touch(mem, p, tmp).get(20, TimeUnit.SECONDS), "page " + p);
+            if (p == 3) {
+                assertNoFaultThread();
+            }
+        }
+        LazyStats st = server.completion().get(20, TimeUnit.SECONDS);
+        assertEquals(pages, st.pagesByFault(), st.toString());
+        assertEquals(4, localReads.get(), "the local pages came from the local source");
+        assertEquals(4, net.pagesReadAsync(), "the remote ones over the FAULT connection");
     }
 
     @Test
