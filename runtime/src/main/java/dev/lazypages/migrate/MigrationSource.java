@@ -252,16 +252,20 @@ public final class MigrationSource {
                 rep.stopReason = "post-copy";
             }
             // everything that can be done while the process runs: the page server listens (it
-            // serves once the process is frozen), smaps is read (FreezePrep)
+            // serves once the process is frozen) and the destination is told at once, so that its
+            // page client connects meanwhile; the final dump is rehearsed; smaps is read (FreezePrep)
+            step = "start the page server";
+            long p0 = System.nanoTime();
+            server = plane.serve(link.localAddress(), frozen::get, o.token());
+            link.send(new Msg.PageServerReady(server.port()));
+            rep.phase("before freeze: page server", (System.nanoTime() - p0) / 1e6);
             step = "rehearse the final dump";
             long q0 = System.nanoTime();
             s.rehearseFinal(work.resolve("rehearsal"));
             rep.phase("before freeze: rehearsal", (System.nanoTime() - q0) / 1e6);
-            step = "start the page server";
-            long p0 = System.nanoTime();
-            server = plane.serve(link.localAddress(), frozen::get, o.token());
+            long m0 = System.nanoTime();
             FreezePrep prep = FreezePrep.read(pid);
-            rep.phase("before freeze: page server and maps", (System.nanoTime() - p0) / 1e6);
+            rep.phase("before freeze: maps", (System.nanoTime() - m0) / 1e6);
             step = "freeze and final dump";
             link.send(new Msg.Freeze());
             long freezeAt = System.nanoTime();
@@ -324,6 +328,7 @@ public final class MigrationSource {
     private void preCopy(PreCopySession s, Link link, Path work) throws IOException {
         ConvergencePolicy policy = new ConvergencePolicy(o.limits(), s.pageSize());
         int n = 1;
+        boolean catchUp = false;
         while (true) {
             long r0 = System.nanoTime();
             Link.RoundOut out = link.startRound(n, Integer.toString(n));
@@ -346,16 +351,96 @@ public final class MigrationSource {
                     r.copyNanos() / 1e6, (r2 - r1) / 1e6);
             o.fault().check(FaultStep.AFTER_ROUND, n);
             PreCopySession.Collect c = s.collect();
-            ConvergencePolicy.Decision d = policy.decide(c.pendingPages());
-            if (d.stop()) {
+            ConvergencePolicy.Decision d = null;
+            if (!catchUp) {
+                d = policy.decide(c.pendingPages());
+                if (!d.stop()) {
+                    n++;
+                    continue;
+                }
                 rep.stopReason = d.reason();
                 rep.stopDetail = d.detail();
-                say("pre-copy stops after %d round(s): %s (%s)", n, d.reason(), d.detail());
-                return;
             }
-            n++;
+            // the freeze comes after this round (or a catch-up round): first let the destination
+            // write it into the warm process, so that the freeze leaves it nothing of the rounds
+            long pending = awaitApplied(link, n, (long) ms) ? s.collect().pendingPages() : c.pendingPages();
+            if (d != null && catchUpRound(d, n, pending)) {
+                catchUp = true;
+                rep.stopDetail += "; then a catch-up round of the " + pending + " pages dirtied";
+                say("pre-copy: %s (%s); one catch-up round of the %d dirty pages, so that the freeze leaves only what "
+                        + "it dirties", d.reason(), d.detail(), pending);
+                n++;
+                continue;
+            }
+            if (catchUp) {
+                say("pre-copy stops after the catch-up round %d: %d pages dirtied since it started", n, pending);
+            } else {
+                say("pre-copy stops after %d round(s): %s (%s)", n, d.reason(), d.detail());
+            }
+            return;
             // the previous round's files are referenced by the next image only as its parent's name: keep them
         }
+    }
+
+    /**
+     * Waits until the destination reports round {@code round} written into its warm process
+     * (RoundApplied), for at most twice the time the round took to send plus
+     * {@link #APPLY_WAIT_SLACK}: a destination that writes slower than the network brings is
+     * waited for (what it has not written when the freeze comes it must serve lazily from its
+     * copy of the rounds, in the downtime and after), one that never answers is not.
+     *
+     * @return whether it waited (time passed: the dirty set has grown)
+     */
+    private boolean awaitApplied(Link link, int round, long roundMillis) throws IOException {
+        long w0 = System.nanoTime();
+        long deadline = w0 + Duration.ofMillis(2 * roundMillis).plus(APPLY_WAIT_SLACK).toNanos();
+        try {
+            while (true) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    throw new TimeoutException();
+                }
+                Msg m = link.receive(Duration.ofNanos(left), null);
+                if (m instanceof Msg.RoundApplied a && a.round() >= round) {
+                    rep.phase("round " + round + " wait applied", (System.nanoTime() - w0) / 1e6);
+                    return true;
+                }
+                if (m instanceof Msg.Failed f) {
+                    throw new MigrationException("pre-copy (" + f.step() + ")", f.message(), true, null);
+                }
+                if (!(m instanceof Msg.Ping || m instanceof Msg.RoundApplied)) {
+                    throw new IOException("unexpected " + m.getClass().getSimpleName() + " during pre-copy");
+                }
+            }
+        } catch (TimeoutException e) {
+            say("the destination has not written round %d into its process after %.0f ms: freezing anyway (it serves what it "
+                    + "has not written from its copy of the rounds)", round, (System.nanoTime() - w0) / 1e6);
+            return System.nanoTime() - w0 > 1_000_000;
+        }
+    }
+
+    /** See {@link #awaitApplied}. */
+    static final Duration APPLY_WAIT_SLACK = Duration.ofSeconds(1);
+
+    /**
+     * Hybrid only: a dirty set of more than this many pages when the policy stops gets one more,
+     * short, round before the freeze (see {@link #catchUpRound}).
+     */
+    static final long CATCH_UP_PAGES = 1024;
+
+    /**
+     * Whether to run one catch-up round after the policy said stop: in hybrid mode the final
+     * dump leaves the dirty set REMOTE, and every dirty run costs in the frozen window (page map
+     * entries at both ends, stale pages dropped at the destination, the page server's state), so a
+     * dirty set that grew during a long round 1 (it grows with the memory size: the round takes
+     * longer) makes the downtime grow with it. One short round of those pages leaves the freeze
+     * only what is dirtied during that round. Only when the policy stopped because pre-copy
+     * converged (not on the user's round limit, not when the process dirties as fast as rounds
+     * copy), and not when the dirty set is small already.
+     */
+    private boolean catchUpRound(ConvergencePolicy.Decision d, int rounds, long pending) {
+        boolean converged = ConvergencePolicy.GOAL_REACHED.equals(d.reason()) || ConvergencePolicy.DOWNTIME_LIMIT.equals(d.reason());
+        return o.mode() == MigrationMode.HYBRID && converged && rounds < o.limits().maxIterations() && pending > CATCH_UP_PAGES;
     }
 
     /**
@@ -546,7 +631,7 @@ public final class MigrationSource {
             if (m instanceof Msg.Running || m instanceof Msg.Failed) {
                 return m;
             }
-            if (!(m instanceof Msg.Ping)) {
+            if (!(m instanceof Msg.Ping || m instanceof Msg.RoundApplied)) {
                 throw new IOException("unexpected " + m.getClass().getSimpleName() + " while waiting for Running");
             }
         }
@@ -637,7 +722,7 @@ public final class MigrationSource {
             if (m instanceof Msg.Failed f) {
                 throw new MigrationException(step + " (" + f.step() + ")", f.message(), true, null);
             }
-            if (!(m instanceof Msg.Ping)) {
+            if (!(m instanceof Msg.Ping || m instanceof Msg.RoundApplied)) {
                 throw new IOException("expected " + type.getSimpleName() + ", got " + m.getClass().getSimpleName());
             }
         }

@@ -149,6 +149,51 @@ class MigrationTest {
     }
 
     /**
+     * What the freeze no longer waits for: the destination's page client connects as soon as the
+     * source's page server listens, before the freeze; the source freezes only once the destination
+     * has written the last round into its warm process (RoundApplied); and the dirty set a long
+     * round 1 left (it grows with the memory size) gets one short catch-up round in hybrid mode,
+     * so that the freeze leaves only what that round saw dirtied.
+     */
+    @Test
+    void hybridPreparesTheDestinationBeforeTheFreezeAndCatchesUpALargeDirtySet() throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(256, 2, 64);
+        MigrationReport r = migrate(m, d, options(d, MigrationMode.HYBRID));
+        assertEquals(2, r.rounds.size(), "round 1, then the catch-up round: " + r.toJson());
+        assertTrue(r.stopDetail.contains("catch-up round"), r.stopDetail);
+        assertTrue(r.rounds.get(1).pages() < r.rounds.get(0).pages() / 4, "the catch-up round is short: " + r.toJson());
+        assertTrue(r.phasesMs.containsKey("round 2 wait applied"), "waited for the destination's warm process: " + r.phasesMs);
+        List<String> lines = List.copyOf(log);
+        int frozen = indexOf(lines, "] source frozen");
+        assertTrue(frozen > 0, String.join("\n", lines));
+        assertTrue(indexOf(lines, "] page client connected to ") < frozen, "page client before the freeze:\n"
+                + String.join("\n", lines));
+        assertTrue(indexOf(lines, "] warm: round 2 applied") < frozen, "last round written before the freeze:\n"
+                + String.join("\n", lines));
+        assertWarm(d.awaitReports(1, Duration.ofSeconds(60)).getFirst());
+    }
+
+    /** The user's round limit holds: no catch-up round after the last round allowed. */
+    @Test
+    void noCatchUpRoundBeyondTheRoundLimit() throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(64, 2, 64);
+        MigrationReport r = migrate(m, d, options(d, MigrationMode.HYBRID).withLimits(new ConvergencePolicy.Limits(1, 70, 0)));
+        assertEquals(1, r.rounds.size(), r.toJson());
+        assertFalse(r.stopDetail.contains("catch-up"), r.stopDetail);
+    }
+
+    private static int indexOf(List<String> lines, String part) {
+        for (int i = 0; i < lines.size(); i++) {
+            if (lines.get(i).contains(part)) {
+                return i;
+            }
+        }
+        return Integer.MAX_VALUE;
+    }
+
+    /**
      * The warm destination: the process was built from round 1 before the freeze (the frozen-time
      * restore spawned nothing and wrote no pre-copied page: its pages step is the final one only).
      */
