@@ -597,7 +597,7 @@ public final class MigrationDestination {
             thread = Thread.ofVirtual().name("lp-restore-watch-" + id).start(() -> {
                 while (!stopped) {
                     try {
-                        Msg m = link.receive(Duration.ofMillis(50), null);
+                        Msg m = link.receive(Duration.ofMillis(200), null);
                         if (m instanceof Msg.Ping) {
                             continue;
                         }
@@ -610,6 +610,9 @@ public final class MigrationDestination {
                     } catch (TimeoutException e) {
                         // look at stopped again
                     } catch (IOException e) {
+                        if (stopped) {
+                            return; // interrupted by stop(): the restore is over
+                        }
                         say("control connection lost during the restore (%s): page client closed", MigrationSource.message(e));
                         client.close();
                         return;
@@ -621,6 +624,7 @@ public final class MigrationDestination {
         /** Stops reading; returns what was received meanwhile (null: nothing). */
         Msg stop() throws InterruptedException {
             stopped = true;
+            thread.interrupt(); // out of its receive at once (a message is either taken whole or left queued)
             thread.join();
             return kept;
         }

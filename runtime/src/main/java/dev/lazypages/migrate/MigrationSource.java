@@ -243,6 +243,13 @@ public final class MigrationSource {
         // post-copy seizes here too (no tracker armed): the seize is not part of the freeze
         try (PreCopySession s = PreCopySession.start(pid, o.mode().preCopies() ? o.trackMem() : Trackings.NONE, line -> { })) {
             s.durable(false).rehearse(true); // rounds are disposable: sent at once, useless after a crash
+            // the page server listens from the start (it serves once the process is frozen) and the destination
+            // is told at once, so that its page client connects while the rounds run, not in the downtime
+            step = "start the page server";
+            long p0 = System.nanoTime();
+            server = plane.serve(link.localAddress(), frozen::get, o.token());
+            link.send(new Msg.PageServerReady(server.port()));
+            rep.phase("before freeze: page server", (System.nanoTime() - p0) / 1e6);
             if (o.mode().preCopies()) {
                 step = "pre-copy";
                 rep.tracker = s.tracker();
@@ -251,14 +258,8 @@ public final class MigrationSource {
                 rep.tracker = Trackings.NONE;
                 rep.stopReason = "post-copy";
             }
-            // everything that can be done while the process runs: the page server listens (it
-            // serves once the process is frozen) and the destination is told at once, so that its
-            // page client connects meanwhile; the final dump is rehearsed; smaps is read (FreezePrep)
-            step = "start the page server";
-            long p0 = System.nanoTime();
-            server = plane.serve(link.localAddress(), frozen::get, o.token());
-            link.send(new Msg.PageServerReady(server.port()));
-            rep.phase("before freeze: page server", (System.nanoTime() - p0) / 1e6);
+            // everything else that can be done while the process runs: the final dump is rehearsed, smaps is
+            // read (FreezePrep)
             step = "rehearse the final dump";
             long q0 = System.nanoTime();
             s.rehearseFinal(work.resolve("rehearsal"));
@@ -328,7 +329,8 @@ public final class MigrationSource {
     private void preCopy(PreCopySession s, Link link, Path work) throws IOException {
         ConvergencePolicy policy = new ConvergencePolicy(o.limits(), s.pageSize());
         int n = 1;
-        boolean catchUp = false;
+        ConvergencePolicy.Decision stopped = null; // set once the policy said stop: catch-up rounds follow
+        long catchUpFrom = -1; // the dirty pages the last catch-up round started with
         while (true) {
             long r0 = System.nanoTime();
             Link.RoundOut out = link.startRound(n, Integer.toString(n));
@@ -351,32 +353,30 @@ public final class MigrationSource {
                     r.copyNanos() / 1e6, (r2 - r1) / 1e6);
             o.fault().check(FaultStep.AFTER_ROUND, n);
             PreCopySession.Collect c = s.collect();
-            ConvergencePolicy.Decision d = null;
-            if (!catchUp) {
-                d = policy.decide(c.pendingPages());
+            if (stopped == null) {
+                ConvergencePolicy.Decision d = policy.decide(c.pendingPages());
                 if (!d.stop()) {
                     n++;
                     continue;
                 }
+                stopped = d;
                 rep.stopReason = d.reason();
                 rep.stopDetail = d.detail();
             }
-            // the freeze comes after this round (or a catch-up round): first let the destination
-            // write it into the warm process, so that the freeze leaves it nothing of the rounds
+            // the freeze comes after this round unless a catch-up round follows: first let the
+            // destination write it into the warm process, so that the freeze leaves it nothing of the rounds
             long pending = awaitApplied(link, n, (long) ms) ? s.collect().pendingPages() : c.pendingPages();
-            if (d != null && catchUpRound(d, n, pending)) {
-                catchUp = true;
-                rep.stopDetail += "; then a catch-up round of the " + pending + " pages dirtied";
-                say("pre-copy: %s (%s); one catch-up round of the %d dirty pages, so that the freeze leaves only what "
-                        + "it dirties", d.reason(), d.detail(), pending);
+            if (catchUpRound(stopped, n, pending, catchUpFrom)) {
+                rep.stopDetail += String.format(Locale.ROOT, "; catch-up round %d of the %d pages dirtied", n + 1, pending);
+                say("pre-copy: %s; catch-up round %d of the %d dirty pages, so that the freeze leaves only what it dirties",
+                        catchUpFrom < 0 ? stopped.reason() + " (" + stopped.detail() + ")" : "still too many dirty pages",
+                        n + 1, pending);
+                catchUpFrom = pending;
                 n++;
                 continue;
             }
-            if (catchUp) {
-                say("pre-copy stops after the catch-up round %d: %d pages dirtied since it started", n, pending);
-            } else {
-                say("pre-copy stops after %d round(s): %s (%s)", n, d.reason(), d.detail());
-            }
+            say("pre-copy stops after %d round(s): %s (%d pages dirtied since the last one started)", n, stopped.reason(),
+                    pending);
             return;
             // the previous round's files are referenced by the next image only as its parent's name: keep them
         }
@@ -423,24 +423,26 @@ public final class MigrationSource {
     static final Duration APPLY_WAIT_SLACK = Duration.ofSeconds(1);
 
     /**
-     * Hybrid only: a dirty set of more than this many pages when the policy stops gets one more,
-     * short, round before the freeze (see {@link #catchUpRound}).
+     * Hybrid only: a dirty set of more than this many pages when the policy stops gets catch-up
+     * rounds before the freeze (see {@link #catchUpRound}).
      */
     static final long CATCH_UP_PAGES = 1024;
 
     /**
-     * Whether to run one catch-up round after the policy said stop: in hybrid mode the final
-     * dump leaves the dirty set REMOTE, and every dirty run costs in the frozen window (page map
-     * entries at both ends, stale pages dropped at the destination, the page server's state), so a
-     * dirty set that grew during a long round 1 (it grows with the memory size: the round takes
-     * longer) makes the downtime grow with it. One short round of those pages leaves the freeze
-     * only what is dirtied during that round. Only when the policy stopped because pre-copy
-     * converged (not on the user's round limit, not when the process dirties as fast as rounds
-     * copy), and not when the dirty set is small already.
+     * Whether to run a catch-up round before the freeze: in hybrid mode the final dump leaves the
+     * dirty set REMOTE, and every dirty run costs in the frozen window (page map entries at both
+     * ends, stale pages dropped at the destination, the page server's state), so a dirty set
+     * that grew during a long round 1 (it grows with the memory size: the round takes longer)
+     * makes the downtime grow with it. Short rounds of those pages leave the freeze only what is
+     * dirtied during the last one. Only when the policy stopped because pre-copy converged (not on
+     * the user's round limit, not when the process dirties as fast as rounds copy), within the
+     * round limit, while the dirty set is above {@link #CATCH_UP_PAGES} and the previous catch-up
+     * round ({@code from} pages, -1: none yet) shrank it.
      */
-    private boolean catchUpRound(ConvergencePolicy.Decision d, int rounds, long pending) {
+    private boolean catchUpRound(ConvergencePolicy.Decision d, int rounds, long pending, long from) {
         boolean converged = ConvergencePolicy.GOAL_REACHED.equals(d.reason()) || ConvergencePolicy.DOWNTIME_LIMIT.equals(d.reason());
-        return o.mode() == MigrationMode.HYBRID && converged && rounds < o.limits().maxIterations() && pending > CATCH_UP_PAGES;
+        return o.mode() == MigrationMode.HYBRID && converged && rounds < o.limits().maxIterations() && pending > CATCH_UP_PAGES
+                && (from < 0 || pending < from / 2);
     }
 
     /**

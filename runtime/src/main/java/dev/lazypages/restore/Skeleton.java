@@ -172,6 +172,16 @@ final class Skeleton {
         return populated;
     }
 
+    /** Whether {@code v}, exactly as the image has it, is mapped already (a warm skeleton's earlier round). */
+    boolean hasMapped(Vma v) {
+        for (Mapped m : layout) {
+            if (m.vma().equals(v)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /** The content of {@code ranges} is about to change: until rewritten, those pages are no longer right. */
     void forget(PageRanges ranges) {
         have = have.subtract(ranges);
@@ -576,7 +586,8 @@ final class Skeleton {
         step("drop stale pages (" + ranges.runCount() + " runs, " + ranges.pageCount() + " pages)");
         int from = 0;
         if (processMadvise && ranges.runCount() > 2) {
-            long pfd = main.call("pidfd_open", NR_PIDFD_OPEN, pid, 0);
+            long pfd = pidfdInTarget >= 0 ? pidfdInTarget : main.call("pidfd_open", NR_PIDFD_OPEN, pid, 0);
+            pidfdInTarget = -1;
             try {
                 while (from < ranges.runCount()) {
                     int n = Math.min(IOV_MAX, ranges.runCount() - from);
@@ -613,6 +624,32 @@ final class Skeleton {
         }
         have = have.subtract(ranges);
         populated = populated.subtract(ranges);
+    }
+
+    /** A pidfd of the process on itself, in its fd table, opened ahead for the next {@link #drop}; -1 when none. */
+    private long pidfdInTarget = -1;
+
+    /**
+     * Opens, in the process, the pidfd the next {@link #drop} needs (which closes it), so that a
+     * drop in the frozen window injects one call fewer. Best effort: without it the drop opens one.
+     */
+    void preparePidfd() {
+        if (pidfdInTarget < 0 && processMadvise) {
+            try {
+                pidfdInTarget = main.call("pidfd_open", NR_PIDFD_OPEN, pid, 0);
+            } catch (RuntimeException e) {
+                pidfdInTarget = -1;
+            }
+        }
+    }
+
+    /** Closes the pidfd {@link #preparePidfd} opened if no drop used it (it must not stay in the restored process). */
+    void closePidfd() {
+        if (pidfdInTarget >= 0) {
+            int fd = (int) pidfdInTarget;
+            pidfdInTarget = -1;
+            main.close(fd);
+        }
     }
 
     /** One process_vm_writev's worth: ranges of the process, their bytes one after another in a buffer. */

@@ -98,9 +98,12 @@ public final class WarmRestore implements AutoCloseable {
 
     private String step = "open round";
 
+    /** Where the restore that took the skeleton wants the steps of the final image (null before). */
+    private Consumer<String> restoreSteps;
+
     private void step(String s) {
         step = s;
-        progress.accept(s);
+        (restoreSteps != null ? restoreSteps : progress).accept(s);
     }
 
     private void round(Path dir) {
@@ -130,7 +133,10 @@ public final class WarmRestore implements AutoCloseable {
                 }
                 preload();
             }
-            sk.onTracer(() -> apply(r, p, false, false, false, null)); // no hand-over per injected call
+            sk.onTracer(() -> {
+                apply(r, p, false, false, false, null); // no hand-over per injected call
+                sk.preparePidfd(); // for the final image's drop, in the frozen window
+            });
             rounds++;
         } catch (RestoreException e) {
             throw e;
@@ -248,7 +254,8 @@ public final class WarmRestore implements AutoCloseable {
         PageRanges fetch = rem.subtract(anonRemote);
         if (fin && !fetch.isEmpty()) {
             Objects.requireNonNull(remote, "REMOTE pages and no remote source");
-            step("fetch remote pages");
+            step(rseqNow.isEmpty() ? "fetch remote pages" : rseqNow.equals(fetch) ? "fetch rseq pages"
+                    : "fetch rseq pages and remote pages");
             sk.write(fetch, (addr, n, buf, off) -> remote.readPages(addr, n, buf, off));
             fetched = fetch.byteCount();
         }
@@ -368,12 +375,21 @@ public final class WarmRestore implements AutoCloseable {
         return openFinal(dir);
     }
 
+    /**
+     * Whether the final image's {@code v} is mapped already, exactly so, by an earlier round (its
+     * file was opened then: the restore need not look it up again in the frozen window).
+     */
+    boolean mapsAlready(Vma v) {
+        return sk != null && !closed && sk.hasMapped(v);
+    }
+
     /** Hands the skeleton to the restore (which kills it on failure); its steps go to {@code step} from now on. */
     Skeleton takeSkeleton(Consumer<String> restoreStep) {
         if (sk == null || closed) {
             throw new IllegalStateException("no warm process to restore into");
         }
         taken = true;
+        restoreSteps = restoreStep;
         sk.onStep(restoreStep);
         return sk;
     }
@@ -390,6 +406,7 @@ public final class WarmRestore implements AutoCloseable {
                     + imagePid);
         }
         long fetched = apply(r, p, true, lazy, localLazy, remote);
+        sk.closePidfd();
         sk.releaseBuffer();
         return fetched;
     }

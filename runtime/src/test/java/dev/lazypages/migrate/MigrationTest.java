@@ -160,18 +160,30 @@ class MigrationTest {
         ServeDaemon d = daemon(null, null);
         Memtouch m = memtouch(256, 2, 64);
         MigrationReport r = migrate(m, d, options(d, MigrationMode.HYBRID));
-        assertEquals(2, r.rounds.size(), "round 1, then the catch-up round: " + r.toJson());
-        assertTrue(r.stopDetail.contains("catch-up round"), r.stopDetail);
-        assertTrue(r.rounds.get(1).pages() < r.rounds.get(0).pages() / 4, "the catch-up round is short: " + r.toJson());
-        assertTrue(r.phasesMs.containsKey("round 2 wait applied"), "waited for the destination's warm process: " + r.phasesMs);
+        int last = r.rounds.size();
+        assertTrue(last >= 2, "round 1, then catch-up rounds: " + r.toJson());
+        assertTrue(r.stopDetail.contains("catch-up round 2"), r.stopDetail);
+        assertTrue(r.rounds.get(last - 1).pages() < r.rounds.get(0).pages() / 2, "catch-up rounds are short: " + r.toJson());
+        assertTrue(r.phasesMs.containsKey("round " + last + " wait applied"), "waited for the destination's warm process: "
+                + r.phasesMs);
         List<String> lines = List.copyOf(log);
         int frozen = indexOf(lines, "] source frozen");
         assertTrue(frozen > 0, String.join("\n", lines));
         assertTrue(indexOf(lines, "] page client connected to ") < frozen, "page client before the freeze:\n"
                 + String.join("\n", lines));
-        assertTrue(indexOf(lines, "] warm: round 2 applied") < frozen, "last round written before the freeze:\n"
+        assertTrue(indexOf(lines, "] warm: round " + last + " applied") < frozen, "last round written before the freeze:\n"
                 + String.join("\n", lines));
-        assertWarm(d.awaitReports(1, Duration.ofSeconds(60)).getFirst());
+        MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
+        assertWarm(dest);
+        // the threads' rseq areas (TLS, written while the process runs) are REMOTE: fetched with the final image,
+        // not faulted in one round trip per thread while rseq is registered again
+        assertTrue(dest.phasesMs.containsKey("restore: fetch rseq"), dest.phasesMs.toString());
+        try (var fds = Files.list(Path.of("/proc/" + r.destinationPid + "/fd"))) {
+            for (Path fd : fds.toList()) {
+                String target = Files.readSymbolicLink(fd).toString();
+                assertFalse(target.contains("pidfd"), "the restore's own pidfd left in the process: " + fd + " -> " + target);
+            }
+        }
     }
 
     /** The user's round limit holds: no catch-up round after the last round allowed. */
