@@ -69,6 +69,9 @@ class FreezeWindowTest {
                     String window = lines.stream().filter(l -> l.startsWith("frozen window")).findFirst().orElseThrow();
                     assertFalse(window.contains("stop the dirty tracker"), window);
                     assertFalse(window.contains("find a syscall instruction"), "found before the freeze: " + window);
+                    // the pagemap walks (dirty set, page selection) run beside the injected calls, not after them
+                    assertTrue(window.contains("store pages beside") && window.contains("collect dirty pages (pagemap-scan) beside"),
+                            window);
                     assertTrue(f.remote().pageCount() > 0, "pages dirtied since round 1 are REMOTE");
                     f.resume();
                 }
