@@ -286,17 +286,20 @@ public final class Dumper {
             // injected calls below, which wait for the frozen threads rather than use a CPU: the
             // dirty set is collected first (the injections write no tracked memory: their scratch
             // page is a VMA of its own, mapped after the VMAs were read)
-            java.util.concurrent.CompletableFuture<PageStore.Stats> selecting = lazy ? selectBeside(plan, writer, vmas) : null;
+            List<ThreadState> threads = new ArrayList<>();
+            for (int tid : threadOrder(p.threads())) {
+                threads.add(step("read registers of thread " + tid, () -> ThreadRecords.thread(p, tid)));
+            }
+            // after pre-copy rounds (a warm destination) the rseq pages are copied, not left REMOTE (see rseqPages);
+            // a post-copy image (no parent) keeps every page at the source
+            java.util.concurrent.CompletableFuture<PageStore.Stats> selecting = lazy
+                    ? selectBeside(plan, writer, vmas, plan.parentHeld() != null ? rseqPages(threads) : null) : null;
             selection = selecting;
             ProcStat stat = step("read /proc/" + pid + "/stat", () -> ProcStat.read(pid));
             Auxv auxv = step("read /proc/" + pid + "/auxv", () -> Auxv.read(pid));
             String exe = step("read /proc/" + pid + "/exe", () -> Proc.exe(pid));
             List<OpenFile> files = step("list open files",
                     () -> FileRecords.toImage(pid, ProcFds.list(pid), options.unsupportedFds()));
-            List<ThreadState> threads = new ArrayList<>();
-            for (int tid : threadOrder(p.threads())) {
-                threads.add(step("read registers of thread " + tid, () -> ThreadRecords.thread(p, tid)));
-            }
 
             long gadget = plan.prep() != null && plan.prep().pid() == pid ? plan.prep().gadget(vmas) : 0;
             RemoteSyscall sys = gadget != 0 ? p.syscalls(pid, gadget) : step("find a syscall instruction", () -> p.syscalls(pid));
@@ -433,7 +436,24 @@ public final class Dumper {
      * Collects the dirty set and selects the pages of a lazy dump (REMOTE and IN_PARENT runs into
      * {@code writer}) on a thread of its own; a failure names its step (a {@link DumpException}).
      */
-    private java.util.concurrent.CompletableFuture<PageStore.Stats> selectBeside(Plan plan, ImageWriter writer, List<Vma> vmas) {
+    /**
+     * The pages holding the threads' rseq areas: a lazy dump after pre-copy rounds copies them even
+     * when they would be REMOTE, since the restore registers rseq again before the process runs
+     * and the kernel then writes there (a fetch from the source, in the downtime, for each).
+     */
+    private PageSpans rseqPages(List<ThreadState> threads) {
+        PageSpans.Builder b = new PageSpans.Builder();
+        for (ThreadState t : threads) {
+            if (t.hasRseq() && t.getRseq().getAddress() != 0) {
+                long a = t.getRseq().getAddress();
+                b.add(a & -(long) pageSize, (a + Math.max(1, t.getRseq().getLength()) + pageSize - 1) & -(long) pageSize);
+            }
+        }
+        return b.build();
+    }
+
+    private java.util.concurrent.CompletableFuture<PageStore.Stats> selectBeside(Plan plan, ImageWriter writer, List<Vma> vmas,
+                                                                                PageSpans eager) {
         java.util.concurrent.CompletableFuture<PageStore.Stats> f = new java.util.concurrent.CompletableFuture<>();
         Thread.ofPlatform().name("lp-dump-select-" + pid).daemon().start(() -> {
             String at = "store pages";
@@ -450,7 +470,7 @@ public final class Dumper {
                 }
                 at = "store pages";
                 long s0 = System.nanoTime();
-                PageStore.Stats st = PageStore.store(pid, writer, vmas, dirty, tracked, plan.parentHeld(), false, true,
+                PageStore.Stats st = PageStore.store(pid, writer, vmas, dirty, tracked, plan.parentHeld(), false, true, eager,
                         options.progress());
                 besideNanos.put("store pages beside", System.nanoTime() - s0);
                 f.complete(st);

@@ -225,11 +225,7 @@ public final class WarmRestore implements AutoCloseable {
         if (!fin && !rem.isEmpty()) {
             throw new ImageFormatException(r.image().dir(), "a pre-copy round has REMOTE pages");
         }
-        // REMOTE pages holding a thread's rseq area: fetched now, not left to fault, since registering
-        // rseq while the process is still being restored makes the kernel write there (one fault
-        // round trip per thread in the downtime instead of one fetch for all)
-        PageRanges rseqNow = lazy && fin ? rseqPages(p).intersect(rem) : PageRanges.EMPTY;
-        PageRanges anonRemote = lazy ? anonymous(p).subtract(rseqNow) : PageRanges.EMPTY;
+        PageRanges anonRemote = lazy ? anonymous(p) : PageRanges.EMPTY;
         PageRanges anon = localLazy ? anonymous(p) : PageRanges.EMPTY;
         sk.forget(stored); // rewritten below
         PageRanges missingLocal = kept.subtract(sk.have());
@@ -254,8 +250,7 @@ public final class WarmRestore implements AutoCloseable {
         PageRanges fetch = rem.subtract(anonRemote);
         if (fin && !fetch.isEmpty()) {
             Objects.requireNonNull(remote, "REMOTE pages and no remote source");
-            step(rseqNow.isEmpty() ? "fetch remote pages" : rseqNow.equals(fetch) ? "fetch rseq pages"
-                    : "fetch rseq pages and remote pages");
+            step("fetch remote pages");
             sk.write(fetch, (addr, n, buf, off) -> remote.readPages(addr, n, buf, off));
             fetched = fetch.byteCount();
         }
@@ -306,19 +301,6 @@ public final class WarmRestore implements AutoCloseable {
         public void readPages(long vaddr, int nrPages, dev.lazypages.ffm.PageBuffer dst, long dstOffset) throws IOException {
             of.readPages(vaddr, nrPages, dst, dstOffset);
         }
-    }
-
-    /** The pages holding the rseq areas of {@code p}'s threads. */
-    private static PageRanges rseqPages(Process p) {
-        long ps = Posix.pageSize();
-        PageRanges.Builder b = PageRanges.builder();
-        for (dev.lazypages.image.proto.ThreadState t : p.getThreadsList()) {
-            if (t.hasRseq() && t.getRseq().getAddress() != 0) {
-                long a = t.getRseq().getAddress();
-                b.add(a & -ps, (a + Math.max(1, t.getRseq().getLength()) + ps - 1) & -ps);
-            }
-        }
-        return b.build();
     }
 
     /** Every page of the private anonymous VMAs of {@code p} (what userfaultfd can serve). */

@@ -171,7 +171,8 @@ class PostCopyTest {
                 assertEquals(f.dump().pagesInParent(), inParent);
                 try (ImageReader r = ImageReader.open(dir.resolve("final"))) {
                     assertEquals("../2", r.image().inventory().getParent());
-                    assertEquals(0, r.image().pagesInFile());
+                    // copied at the freeze: only the pages of the threads' rseq areas written since round 2
+                    assertTrue(r.image().pagesInFile() <= THREADS + 1, "pages copied: " + r.image().pagesInFile());
                 }
                 restoreLazily(w, dir.resolve("final"), f);
             }
