@@ -290,10 +290,10 @@ public final class Dumper {
             for (int tid : threadOrder(p.threads())) {
                 threads.add(step("read registers of thread " + tid, () -> ThreadRecords.thread(p, tid)));
             }
-            // after pre-copy rounds (a warm destination) the rseq pages are copied, not left REMOTE (see rseqPages);
-            // a post-copy image (no parent) keeps every page at the source
+            // after pre-copy rounds (a warm destination) the pages the restore needs before the process runs are
+            // copied, not left REMOTE (see copiedAnyway); a post-copy image (no parent) keeps every page at the source
             java.util.concurrent.CompletableFuture<PageStore.Stats> selecting = lazy
-                    ? selectBeside(plan, writer, vmas, plan.parentHeld() != null ? rseqPages(threads) : null) : null;
+                    ? selectBeside(plan, writer, vmas, plan.parentHeld() != null ? copiedAnyway(threads, vmas) : null) : null;
             selection = selecting;
             ProcStat stat = step("read /proc/" + pid + "/stat", () -> ProcStat.read(pid));
             Auxv auxv = step("read /proc/" + pid + "/auxv", () -> Auxv.read(pid));
@@ -437,12 +437,20 @@ public final class Dumper {
      * {@code writer}) on a thread of its own; a failure names its step (a {@link DumpException}).
      */
     /**
-     * The pages holding the threads' rseq areas: a lazy dump after pre-copy rounds copies them even
-     * when they would be REMOTE, since the restore registers rseq again before the process runs
-     * and the kernel then writes there (a fetch from the source, in the downtime, for each).
+     * What a lazy dump after pre-copy rounds copies even where it would be REMOTE, because the
+     * restore needs it before the process runs and would fetch it from the source in the
+     * downtime: the pages of private file mappings (userfaultfd cannot serve them: written
+     * before the process runs) and the pages holding the threads' rseq areas (registering rseq
+     * again makes the kernel write there). A few pages: only those dirtied since the last round
+     * are selected at all.
      */
-    private PageSpans rseqPages(List<ThreadState> threads) {
+    private PageSpans copiedAnyway(List<ThreadState> threads, List<Vma> vmas) {
         PageSpans.Builder b = new PageSpans.Builder();
+        for (Vma v : vmas) {
+            if (VmaRecords.privateFile(v)) {
+                b.add(v.start(), v.end());
+            }
+        }
         for (ThreadState t : threads) {
             if (t.hasRseq() && t.getRseq().getAddress() != 0) {
                 long a = t.getRseq().getAddress();

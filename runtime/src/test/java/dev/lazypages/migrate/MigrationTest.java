@@ -175,6 +175,9 @@ class MigrationTest {
                 + String.join("\n", lines));
         MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
         assertWarm(dest);
+        // what the restore needs before the process runs (private file mappings' pages, the rseq areas) came with
+        // the final image: nothing fetched from the source in the downtime
+        assertFalse(dest.phasesMs.containsKey("restore: fetch remote"), "fetched while frozen: " + dest.phasesMs);
         try (var fds = Files.list(Path.of("/proc/" + r.destinationPid + "/fd"))) {
             for (Path fd : fds.toList()) {
                 String target = Files.readSymbolicLink(fd).toString();
