@@ -27,12 +27,15 @@ import java.util.function.Consumer;
  * <ol>
  *   <li>gather the pre-check facts from /proc (the process is not touched), connect, handshake
  *       (token and protocol), send PrecheckRequest; a refusal ends here, the process untouched;</li>
- *   <li>seize the process (it runs on); pre-copy and hybrid: copy rounds while it runs, each
- *       streamed while it is read (its pages go from the copier's buffers to the socket, the
- *       destination receives the image directory with the same name), until the
- *       {@link ConvergencePolicy} says stop;</li>
- *   <li>before the freeze, everything that does not need it: a rehearsal of the final dump (JIT),
- *       the page server listening, smaps and the syscall instruction read ({@link FreezePrep});</li>
+ *   <li>seize the process (it runs on); the page server listens and the destination is told
+ *       (PageServerReady: its page client connects while the rounds run); pre-copy and hybrid:
+ *       copy rounds while it runs, each streamed while it is read (its pages go from the copier's
+ *       buffers to the socket, the destination receives the image directory with the same name),
+ *       until the {@link ConvergencePolicy} says stop, then in hybrid mode catch-up rounds while
+ *       the dirty set is large ({@link #catchUpRound}); the freeze waits for the destination to
+ *       have written the last round into its warm process (RoundApplied, bounded);</li>
+ *   <li>before the freeze, everything else that does not need it: a rehearsal of the final dump
+ *       (JIT), smaps and the syscall instruction read ({@link FreezePrep});</li>
  *   <li>freeze: a lazy final dump (pages dirty since the last round, or every page in post-copy,
  *       are recorded REMOTE and stay in the frozen process; the dirty tracker stays registered
  *       until the end), send the final directory and RestoreRequest;</li>
