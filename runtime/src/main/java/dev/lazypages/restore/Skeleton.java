@@ -557,6 +557,51 @@ final class Skeleton {
         }
     }
 
+    /** The part of {@code ranges} in mapped VMAs without write access. */
+    private PageRanges readOnlyPart(PageRanges ranges) {
+        PageRanges.Builder b = PageRanges.builder();
+        for (Mapped m : layout) {
+            if ((m.prot() & RemoteSyscall.PROT_WRITE) == 0) {
+                b.addAll(ranges.intersect(m.vma().getStart(), m.vma().getEnd()));
+            }
+        }
+        return b.build();
+    }
+
+    /**
+     * Writes {@code ranges}, which lie in mappings without write access (process_vm_writev honours
+     * protections), through /proc/PID/mem: as a debugger's write, it forces the copy-on-write of
+     * the private mapping, and spares the two injected mprotect calls per mapping that making it
+     * writable for the write would cost. A few pages (e.g. RELRO pages), so one pwrite per run.
+     */
+    private void writeForced(PageRanges ranges, PageFill fill) throws IOException {
+        int maxPages = WRITE_BATCH_BYTES / ps;
+        if (buffers[0] == null) {
+            buffers[0] = PageBuffer.allocate(maxPages);
+        }
+        long t0 = System.nanoTime();
+        int fd = Posix.open("/proc/" + pid + "/mem", Posix.O_RDWR, 0);
+        try {
+            for (PageRanges.Run r : ranges) {
+                long addr = r.start();
+                long left = r.pages();
+                while (left > 0) {
+                    int n = (int) Math.min(left, maxPages);
+                    fill.fill(addr, n, buffers[0], 0);
+                    buffers[0].pages(0, n).writeTo(fd, addr);
+                    addr += (long) n * ps;
+                    left -= n;
+                }
+            }
+        } finally {
+            Posix.close(fd);
+        }
+        writeNanos += System.nanoTime() - t0;
+        bytesWritten += ranges.byteCount();
+        have = have.union(ranges);
+        populated = populated.union(ranges);
+    }
+
     /** Gives every VMA the protection of the image (takes away the write access pages needed). */
     void finalProtections() {
         List<Mapped> next = new ArrayList<>(layout.size());
@@ -674,6 +719,17 @@ final class Skeleton {
     boolean write(PageRanges ranges, PageFill fill, java.util.function.BooleanSupplier stop) throws IOException {
         if (ranges.isEmpty()) {
             return true;
+        }
+        PageRanges forced = readOnlyPart(ranges);
+        if (!forced.isEmpty()) {
+            if (stop.getAsBoolean()) {
+                return false;
+            }
+            writeForced(forced, fill);
+            ranges = ranges.subtract(forced);
+            if (ranges.isEmpty()) {
+                return true;
+            }
         }
         int maxPages = WRITE_BATCH_BYTES / ps;
         List<Batch> batches = new ArrayList<>();

@@ -203,7 +203,9 @@ public final class WarmRestore implements AutoCloseable {
      */
     private long apply(ImageReader r, Process p, boolean fin, boolean lazy, boolean localLazy, LazySource remote)
             throws IOException {
-        sk.applyLayout(p.getVmasList(), v -> true);
+        // mapped with the image's protection (pages of read-only VMAs are written through /proc/PID/mem), so that
+        // the freeze re-protects nothing
+        sk.applyLayout(p.getVmasList(), v -> false);
         PageRanges.Builder present = PageRanges.builder();
         PageRanges.Builder inParent = PageRanges.builder();
         PageRanges.Builder remoteB = PageRanges.builder();

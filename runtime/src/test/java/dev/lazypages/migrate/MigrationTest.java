@@ -178,6 +178,8 @@ class MigrationTest {
         // what the restore needs before the process runs (private file mappings' pages, the rseq areas) came with
         // the final image: nothing fetched from the source in the downtime
         assertFalse(dest.phasesMs.containsKey("restore: fetch remote"), "fetched while frozen: " + dest.phasesMs);
+        // the warm process has the image's protections between rounds: the freeze changes none it did not write
+        assertFalse(dest.phasesMs.containsKey("restore: mprotect vma"), "re-protected while frozen: " + dest.phasesMs);
         try (var fds = Files.list(Path.of("/proc/" + r.destinationPid + "/fd"))) {
             for (Path fd : fds.toList()) {
                 String target = Files.readSymbolicLink(fd).toString();
