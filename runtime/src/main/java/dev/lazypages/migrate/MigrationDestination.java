@@ -461,6 +461,7 @@ public final class MigrationDestination {
             phases.put("warm: rounds write pages", io[1] / 1e6);
             say("warm: round %d applied in %.0f ms (pid %d)", round, ms, w.pid());
             if (!w.hurried()) {
+                phases.merge("warm: heap collected", MigrationSource.emptyTheHeap(), Double::sum); // the freeze may come next
                 try {
                     link.send(new Msg.RoundApplied(round)); // the source freezes once the last round is written
                 } catch (IOException e) {

@@ -178,6 +178,10 @@ class MigrationTest {
         // what the restore needs before the process runs (private file mappings' pages, the rseq areas) came with
         // the final image: nothing fetched from the source in the downtime
         assertFalse(dest.phasesMs.containsKey("restore: fetch remote"), "fetched while frozen: " + dest.phasesMs);
+        // both sides empty their heap before the freeze (after the last round applied, after the freeze prep), so
+        // that no young collection pauses the JVM in the frozen window
+        assertTrue(r.phasesMs.containsKey("before freeze: heap collected") && dest.phasesMs.containsKey("warm: heap collected"),
+                r.phasesMs + "\n" + dest.phasesMs);
         // the warm process has the image's protections between rounds: the freeze changes none it did not write
         assertFalse(dest.phasesMs.containsKey("restore: mprotect vma"), "re-protected while frozen: " + dest.phasesMs);
         try (var fds = Files.list(Path.of("/proc/" + r.destinationPid + "/fd"))) {
