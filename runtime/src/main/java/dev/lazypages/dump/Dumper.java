@@ -232,7 +232,7 @@ public final class Dumper {
     private String breakdown() {
         StringBuilder b = new StringBuilder();
         stepNanos.forEach((k, v) -> {
-            if (v >= 100_000) {
+            if (v >= 100_000 || k.endsWith(" beside")) { // the work beside the injections is always shown
                 b.append(b.isEmpty() ? "" : ", ").append(k).append(' ')
                         .append(String.format(java.util.Locale.ROOT, "%.1f ms", v / 1e6));
             }
@@ -282,15 +282,24 @@ public final class Dumper {
             List<Vma> vmas = step("read memory mappings",
                     () -> plan.prep() != null && plan.prep().pid() == pid ? plan.prep().vmasNow() : ProcMaps.readSmaps(pid));
             stepVoid("check memory mappings", () -> VmaRecords.checkSupported(vmas));
+            // a lazy dump selects its pages (a pagemap walk of all memory, no page read) beside the
+            // injected calls below, which wait for the frozen threads rather than use a CPU: the
+            // dirty set is collected first (the injections write no tracked memory: their scratch
+            // page is a VMA of its own, mapped after the VMAs were read)
+            List<ThreadState> threads = new ArrayList<>();
+            for (int tid : threadOrder(p.threads())) {
+                threads.add(step("read registers of thread " + tid, () -> ThreadRecords.thread(p, tid)));
+            }
+            // after pre-copy rounds (a warm destination) the pages the restore needs before the process runs are
+            // copied, not left REMOTE (see copiedAnyway); a post-copy image (no parent) keeps every page at the source
+            java.util.concurrent.CompletableFuture<PageStore.Stats> selecting = lazy
+                    ? selectBeside(plan, writer, vmas, plan.parentHeld() != null ? copiedAnyway(threads, vmas) : null) : null;
+            selection = selecting;
             ProcStat stat = step("read /proc/" + pid + "/stat", () -> ProcStat.read(pid));
             Auxv auxv = step("read /proc/" + pid + "/auxv", () -> Auxv.read(pid));
             String exe = step("read /proc/" + pid + "/exe", () -> Proc.exe(pid));
             List<OpenFile> files = step("list open files",
                     () -> FileRecords.toImage(pid, ProcFds.list(pid), options.unsupportedFds()));
-            List<ThreadState> threads = new ArrayList<>();
-            for (int tid : threadOrder(p.threads())) {
-                threads.add(step("read registers of thread " + tid, () -> ThreadRecords.thread(p, tid)));
-            }
 
             long gadget = plan.prep() != null && plan.prep().pid() == pid ? plan.prep().gadget(vmas) : 0;
             RemoteSyscall sys = gadget != 0 ? p.syscalls(pid, gadget) : step("find a syscall instruction", () -> p.syscalls(pid));
@@ -316,15 +325,22 @@ public final class Dumper {
 
             PageSpans dirty = null;
             PageSpans tracked = null;
-            if (plan.tracker() != null && !plan.tracker().reportsEverything()) {
+            if (selecting != null) {
+                // nothing more to collect: the selection beside the injections did it
+            } else if (plan.tracker() != null && !plan.tracker().reportsEverything()) {
                 Tracking.Collected c = step("collect dirty pages (" + plan.tracker().name() + ")", plan.tracker()::collect);
                 dirty = plan.pending() != null ? plan.pending().union(c.dirty()) : c.dirty();
                 tracked = c.tracked();
             }
             PageSpans d = dirty;
             PageSpans t = tracked;
-            PageStore.Stats stored = step("store pages",
-                    () -> PageStore.store(pid, w, vmas, d, t, plan.parentHeld(), false, lazy, options.progress()));
+            PageStore.Stats stored = selecting != null ? step("store pages (wait for the selection)", () -> joinSelection(selecting))
+                    : step("store pages", () -> PageStore.store(pid, w, vmas, d, t, plan.parentHeld(), false, lazy,
+                    options.progress()));
+            selection = null;
+            if (selecting != null) {
+                stepNanos.putAll(besideNanos);
+            }
             long pages = stored.copied();
             Process proc = Process.newBuilder()
                     .setPid(pid).setPpid(stat.ppid()).setExe(exe).setMm(mm(stat, brk))
@@ -377,6 +393,14 @@ public final class Dumper {
             return new DumpResult(pid, dir, threads.size(), vmas.size(), pages, pageSize, thawedAt - frozenAt, end - t0,
                     stored.inParent(), plan.parent(), plan.trackerName());
         } catch (RuntimeException | Error e) {
+            if (selection != null) {
+                try {
+                    selection.join(); // it writes into the image being removed
+                } catch (RuntimeException ignored) {
+                    // the failure reported is e
+                }
+                selection = null;
+            }
             rollback(e, scratch, process, writer, imageComplete, dir, dirExisted);
             if (external != null && external.isFrozen() && !imageComplete) {
                 try {
@@ -393,6 +417,76 @@ public final class Dumper {
             }
             throw new DumpException(pid, step, e);
         }
+    }
+
+    /** The page selection running beside the injections of a lazy dump, until joined. */
+    private java.util.concurrent.CompletableFuture<PageStore.Stats> selection;
+    /** Its steps' times (merged into {@link #stepNanos} once joined). */
+    private final java.util.Map<String, Long> besideNanos = new java.util.concurrent.ConcurrentHashMap<>();
+
+    private static PageStore.Stats joinSelection(java.util.concurrent.CompletableFuture<PageStore.Stats> f) throws Exception {
+        try {
+            return f.join();
+        } catch (java.util.concurrent.CompletionException e) {
+            throw e.getCause() instanceof Exception x ? x : e;
+        }
+    }
+
+    /**
+     * Collects the dirty set and selects the pages of a lazy dump (REMOTE and IN_PARENT runs into
+     * {@code writer}) on a thread of its own; a failure names its step (a {@link DumpException}).
+     */
+    /**
+     * What a lazy dump after pre-copy rounds copies even where it would be REMOTE, because the
+     * restore needs it before the process runs and would fetch it from the source in the
+     * downtime: the pages of private file mappings (userfaultfd cannot serve them: written
+     * before the process runs) and the pages holding the threads' rseq areas (registering rseq
+     * again makes the kernel write there). A few pages: only those dirtied since the last round
+     * are selected at all.
+     */
+    private PageSpans copiedAnyway(List<ThreadState> threads, List<Vma> vmas) {
+        PageSpans.Builder b = new PageSpans.Builder();
+        for (Vma v : vmas) {
+            if (VmaRecords.privateFile(v)) {
+                b.add(v.start(), v.end());
+            }
+        }
+        for (ThreadState t : threads) {
+            if (t.hasRseq() && t.getRseq().getAddress() != 0) {
+                long a = t.getRseq().getAddress();
+                b.add(a & -(long) pageSize, (a + Math.max(1, t.getRseq().getLength()) + pageSize - 1) & -(long) pageSize);
+            }
+        }
+        return b.build();
+    }
+
+    private java.util.concurrent.CompletableFuture<PageStore.Stats> selectBeside(Plan plan, ImageWriter writer, List<Vma> vmas,
+                                                                                PageSpans eager) {
+        java.util.concurrent.CompletableFuture<PageStore.Stats> f = new java.util.concurrent.CompletableFuture<>();
+        Thread.ofPlatform().name("lp-dump-select-" + pid).daemon().start(() -> {
+            String at = "store pages";
+            try {
+                PageSpans dirty = null;
+                PageSpans tracked = null;
+                if (plan.tracker() != null && !plan.tracker().reportsEverything()) {
+                    at = "collect dirty pages (" + plan.tracker().name() + ")";
+                    long c0 = System.nanoTime();
+                    Tracking.Collected c = plan.tracker().collect();
+                    besideNanos.put(at + " beside", System.nanoTime() - c0);
+                    dirty = plan.pending() != null ? plan.pending().union(c.dirty()) : c.dirty();
+                    tracked = c.tracked();
+                }
+                at = "store pages";
+                long s0 = System.nanoTime();
+                PageStore.Stats st = PageStore.store(pid, writer, vmas, dirty, tracked, plan.parentHeld(), false, true, eager,
+                        options.progress());
+                besideNanos.put("store pages beside", System.nanoTime() - s0);
+                f.complete(st);
+            } catch (Throwable t) {
+                f.completeExceptionally(t instanceof DumpException ? t : new DumpException(pid, at, t));
+            }
+        });
+        return f;
     }
 
     /**

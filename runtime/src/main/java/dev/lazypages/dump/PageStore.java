@@ -64,7 +64,20 @@ final class PageStore {
     static Stats store(int pid, ImageWriter writer, List<Vma> vmas, PageSpans dirty, PageSpans tracked, PageSpans parentHeld,
                        boolean running, boolean remote,
                        Consumer<String> progress) throws IOException {
+        return store(pid, writer, vmas, dirty, tracked, parentHeld, running, remote, null, progress);
+    }
+
+    /**
+     * As {@link #store(int, ImageWriter, List, PageSpans, PageSpans, PageSpans, boolean, boolean, Consumer)},
+     * but with {@code remote} the pages of {@code eager} (null: none) that would be REMOTE are
+     * copied all the same: the few pages the restore itself writes before the process runs (its
+     * threads' rseq areas), which would otherwise cost a fetch from the source while it restores.
+     */
+    static Stats store(int pid, ImageWriter writer, List<Vma> vmas, PageSpans dirty, PageSpans tracked, PageSpans parentHeld,
+                       boolean running, boolean remote, PageSpans eager,
+                       Consumer<String> progress) throws IOException {
         long t0 = System.nanoTime();
+        long eagerCopied = 0;
         PageSpans.Builder remoteSpans = new PageSpans.Builder();
         long pageSize = writer.pageSize();
         boolean scan = Features.pagemapScan().available();
@@ -108,9 +121,15 @@ final class PageStore {
                     }
                 }
                 if (remote) {
-                    for (int i = 0; i < toCopy.count(); i++) {
-                        addRemote(writer, pid, toCopy.start(i), toCopy.start(i) + toCopy.pages(i) * pageSize, pageSize);
-                        remoteSpans.add(toCopy.start(i), toCopy.start(i) + toCopy.pages(i) * pageSize);
+                    PageSpans now = eager == null ? null : PageSpans.of(toCopy, pageSize).intersect(eager.clip(v.start(), v.end()));
+                    PageSpans later = now == null || now.isEmpty() ? PageSpans.of(toCopy, pageSize)
+                            : PageSpans.of(toCopy, pageSize).subtract(now);
+                    for (int i = 0; i < later.count(); i++) {
+                        addRemote(writer, pid, later.start(i), later.end(i), pageSize);
+                        remoteSpans.add(later.start(i), later.end(i));
+                    }
+                    if (now != null && !now.isEmpty()) {
+                        eagerCopied += copyNow(pid, writer, now, v.read(), pageSize);
                     }
                     continue;
                 }
@@ -122,13 +141,28 @@ final class PageStore {
                 }
             }
             if (remote) {
-                return new Stats(0, inParent, held.build(), System.nanoTime() - t0, remoteSpans.build());
+                return new Stats(eagerCopied, inParent, held.build(), System.nanoTime() - t0, remoteSpans.build());
             }
             copier.flush();
             PageSpans skipped = copier.skipped();
             PageSpans all = held.build();
             return new Stats(copier.pagesStored(), inParent, skipped.isEmpty() ? all : all.subtract(skipped),
                     System.nanoTime() - t0);
+        }
+    }
+
+    /** Copies {@code spans} (a few pages) into the image now; returns the pages copied. */
+    private static long copyNow(int pid, ImageWriter writer, PageSpans spans, boolean readable, long pageSize) throws IOException {
+        PageRuns runs = new PageRuns(pageSize);
+        long n = 0;
+        for (int i = 0; i < spans.count(); i++) {
+            runs.add(spans.start(i), (spans.end(i) - spans.start(i)) / pageSize);
+            n += (spans.end(i) - spans.start(i)) / pageSize;
+        }
+        try (PageCopier c = new PageCopier(pid, writer, (int) Math.max(1, n), false)) {
+            c.copy(runs, readable);
+            c.flush();
+            return c.pagesStored();
         }
     }
 

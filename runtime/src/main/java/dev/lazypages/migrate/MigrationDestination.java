@@ -190,6 +190,7 @@ public final class MigrationDestination {
                             o.fault().check(DestinationFault.FINAL_RECEIVED);
                         }
                     }
+                    case Msg.PageServerReady r -> connectEarly(r.port());
                     case Msg.Freeze f -> {
                         freezeSeen = System.nanoTime();
                         step = "receive the final image";
@@ -242,10 +243,11 @@ public final class MigrationDestination {
                 }
                 if (!remoteRuns.isEmpty()) {
                     long c0 = System.nanoTime();
-                    client = plane.connect(new InetSocketAddress(link.peerAddress(), restore.pageServerPort()), o.token(),
-                            remoteRuns, o.recoverTimeout());
+                    client = pageClient(restore.pageServerPort(), remoteRuns);
                     ro = ro.withRemote(client.source());
                     phases.put("page client", (System.nanoTime() - c0) / 1e6);
+                } else {
+                    closeEarly();
                 }
                 clock.start();
                 if (rep.mode.lazy()) {
@@ -256,7 +258,14 @@ public final class MigrationDestination {
                     ro = ro.withWarmHandoff(handoff);
                 }
                 reader = null; // the restore owns it now
-                res = Restorer.restore(ro);
+                RestoreWatch watch = client != null ? new RestoreWatch(client) : null;
+                try {
+                    res = Restorer.restore(ro);
+                } finally {
+                    if (watch != null) {
+                        held = watch.stop();
+                    }
+                }
                 clock.step(null);
             } catch (RuntimeException | IOException e) {
                 closeQuietly(reader);
@@ -358,12 +367,73 @@ public final class MigrationDestination {
             }
             return rep;
         } finally {
+            closeEarly();
             stopBuilder();
             rep.totalMs = (System.nanoTime() - t0) / 1e6;
             if (!o.keepWorkDir()) {
                 MigrationSource.deleteTree(dir);
             }
             writeReport();
+        }
+    }
+
+    /** The page client being connected since the source's PageServerReady (before the freeze), or null. */
+    private CompletableFuture<PagePlane.Early> early;
+    private int earlyPort;
+
+    /**
+     * Starts connecting the page client to the source's page server on {@code port} (on a
+     * thread of its own: the receive loop goes on), so that the restore finds it connected.
+     */
+    private void connectEarly(int port) {
+        closeEarly();
+        InetSocketAddress at = new InetSocketAddress(link.peerAddress(), port);
+        CompletableFuture<PagePlane.Early> f = new CompletableFuture<>();
+        early = f;
+        earlyPort = port;
+        Thread.ofVirtual().name("lp-page-client-" + id).start(() -> {
+            try {
+                long c0 = System.nanoTime();
+                f.complete(plane.connectEarly(at, o.token(), o.recoverTimeout()));
+                say("page client connected to %s in %.1f ms, before the freeze", at, (System.nanoTime() - c0) / 1e6);
+            } catch (IOException | RuntimeException e) {
+                f.completeExceptionally(e);
+            }
+        });
+    }
+
+    /**
+     * The page client for the final image's REMOTE {@code runs}: the one connected before the
+     * freeze when it is to the same port and connected, else a new connection (saying why).
+     */
+    private PagePlane.Client pageClient(int port, List<LazySource.Run> runs) throws IOException {
+        CompletableFuture<PagePlane.Early> f = early;
+        early = null;
+        if (f != null && earlyPort == port) {
+            try {
+                PagePlane.Early e = f.get(o.recoverTimeout().toMillis(), TimeUnit.MILLISECONDS);
+                return e.withRuns(runs);
+            } catch (ExecutionException | TimeoutException e) {
+                say("the page client connected before the freeze failed (%s): connecting again",
+                        MigrationSource.message(e instanceof ExecutionException ? e.getCause() : e));
+                f.thenAccept(PagePlane.Early::close);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                f.thenAccept(PagePlane.Early::close);
+                throw new java.io.InterruptedIOException("interrupted while connecting the page client");
+            }
+        } else if (f != null) {
+            f.thenAccept(PagePlane.Early::close);
+        }
+        return plane.connect(new InetSocketAddress(link.peerAddress(), port), o.token(), runs, o.recoverTimeout());
+    }
+
+    /** Closes the early page client unless the restore took it (when it connects, if it is still connecting). */
+    private void closeEarly() {
+        CompletableFuture<PagePlane.Early> f = early;
+        early = null;
+        if (f != null) {
+            f.thenAccept(PagePlane.Early::close);
         }
     }
 
@@ -391,6 +461,14 @@ public final class MigrationDestination {
             phases.put("warm: rounds read pages", io[0] / 1e6);
             phases.put("warm: rounds write pages", io[1] / 1e6);
             say("warm: round %d applied in %.0f ms (pid %d)", round, ms, w.pid());
+            if (!w.hurried()) {
+                phases.merge("warm: heap collected", MigrationSource.emptyTheHeap(), Double::sum); // the freeze may come next
+                try {
+                    link.send(new Msg.RoundApplied(round)); // the source freezes once the last round is written
+                } catch (IOException e) {
+                    // the receive loop notices a lost connection
+                }
+            }
         }, builder);
     }
 
@@ -501,9 +579,63 @@ public final class MigrationDestination {
         return this;
     }
 
+    /** A message the {@link RestoreWatch} received (for the state machine after the restore), or null. */
+    private Msg held;
+
+    /**
+     * While the restore runs with a page client: reads the control connection, so that an Abort
+     * (the source rolled back and closed its page server) or a lost connection closes the page
+     * client at once. Otherwise a request of the restore (a fault while the process state is set,
+     * a page fetched before it runs) would wait for the page client to reconnect, up to the
+     * recover timeout, to a page server that is gone for good. Pings are dropped; anything else
+     * is kept for the state machine ({@link #stop}).
+     */
+    private final class RestoreWatch {
+        private volatile boolean stopped;
+        private volatile Msg kept;
+        private final Thread thread;
+
+        RestoreWatch(PagePlane.Client client) {
+            thread = Thread.ofVirtual().name("lp-restore-watch-" + id).start(() -> {
+                while (!stopped) {
+                    try {
+                        Msg m = link.receive(Duration.ofMillis(200), null);
+                        if (m instanceof Msg.Ping) {
+                            continue;
+                        }
+                        kept = m;
+                        if (m instanceof Msg.Abort a) {
+                            say("aborted by the source during the restore (%s): page client closed", a.reason());
+                            client.close();
+                        }
+                        return;
+                    } catch (TimeoutException e) {
+                        // look at stopped again
+                    } catch (IOException e) {
+                        if (stopped) {
+                            return; // interrupted by stop(): the restore is over
+                        }
+                        say("control connection lost during the restore (%s): page client closed", MigrationSource.message(e));
+                        client.close();
+                        return;
+                    }
+                }
+            });
+        }
+
+        /** Stops reading; returns what was received meanwhile (null: nothing). */
+        Msg stop() throws InterruptedException {
+            stopped = true;
+            thread.interrupt(); // out of its receive at once (a message is either taken whole or left queued)
+            thread.join();
+            return kept;
+        }
+    }
+
     private void expectCommit() throws IOException, TimeoutException {
         while (true) {
-            Msg m = link.receive(o.idleTimeout(), null);
+            Msg m = held != null ? held : link.receive(o.idleTimeout(), null);
+            held = null;
             if (m instanceof Msg.Commit) {
                 return;
             }

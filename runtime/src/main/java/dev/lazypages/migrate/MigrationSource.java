@@ -27,12 +27,15 @@ import java.util.function.Consumer;
  * <ol>
  *   <li>gather the pre-check facts from /proc (the process is not touched), connect, handshake
  *       (token and protocol), send PrecheckRequest; a refusal ends here, the process untouched;</li>
- *   <li>seize the process (it runs on); pre-copy and hybrid: copy rounds while it runs, each
- *       streamed while it is read (its pages go from the copier's buffers to the socket, the
- *       destination receives the image directory with the same name), until the
- *       {@link ConvergencePolicy} says stop;</li>
- *   <li>before the freeze, everything that does not need it: a rehearsal of the final dump (JIT),
- *       the page server listening, smaps and the syscall instruction read ({@link FreezePrep});</li>
+ *   <li>seize the process (it runs on); the page server listens and the destination is told
+ *       (PageServerReady: its page client connects while the rounds run); pre-copy and hybrid:
+ *       copy rounds while it runs, each streamed while it is read (its pages go from the copier's
+ *       buffers to the socket, the destination receives the image directory with the same name),
+ *       until the {@link ConvergencePolicy} says stop, then in hybrid mode catch-up rounds while
+ *       the dirty set is large ({@link #catchUpRound}); the freeze waits for the destination to
+ *       have written the last round into its warm process (RoundApplied, bounded);</li>
+ *   <li>before the freeze, everything else that does not need it: a rehearsal of the final dump
+ *       (JIT), smaps and the syscall instruction read ({@link FreezePrep});</li>
  *   <li>freeze: a lazy final dump (pages dirty since the last round, or every page in post-copy,
  *       are recorded REMOTE and stay in the frozen process; the dirty tracker stays registered
  *       until the end), send the final directory and RestoreRequest;</li>
@@ -243,6 +246,13 @@ public final class MigrationSource {
         // post-copy seizes here too (no tracker armed): the seize is not part of the freeze
         try (PreCopySession s = PreCopySession.start(pid, o.mode().preCopies() ? o.trackMem() : Trackings.NONE, line -> { })) {
             s.durable(false).rehearse(true); // rounds are disposable: sent at once, useless after a crash
+            // the page server listens from the start (it serves once the process is frozen) and the destination
+            // is told at once, so that its page client connects while the rounds run, not in the downtime
+            step = "start the page server";
+            long p0 = System.nanoTime();
+            server = plane.serve(link.localAddress(), frozen::get, o.token());
+            link.send(new Msg.PageServerReady(server.port()));
+            rep.phase("before freeze: page server", (System.nanoTime() - p0) / 1e6);
             if (o.mode().preCopies()) {
                 step = "pre-copy";
                 rep.tracker = s.tracker();
@@ -251,17 +261,16 @@ public final class MigrationSource {
                 rep.tracker = Trackings.NONE;
                 rep.stopReason = "post-copy";
             }
-            // everything that can be done while the process runs: the page server listens (it
-            // serves once the process is frozen), smaps is read (FreezePrep)
+            // everything else that can be done while the process runs: the final dump is rehearsed, smaps is
+            // read (FreezePrep)
             step = "rehearse the final dump";
             long q0 = System.nanoTime();
             s.rehearseFinal(work.resolve("rehearsal"));
             rep.phase("before freeze: rehearsal", (System.nanoTime() - q0) / 1e6);
-            step = "start the page server";
-            long p0 = System.nanoTime();
-            server = plane.serve(link.localAddress(), frozen::get, o.token());
+            long m0 = System.nanoTime();
             FreezePrep prep = FreezePrep.read(pid);
-            rep.phase("before freeze: page server and maps", (System.nanoTime() - p0) / 1e6);
+            rep.phase("before freeze: maps", (System.nanoTime() - m0) / 1e6);
+            rep.phase("before freeze: heap collected", emptyTheHeap());
             step = "freeze and final dump";
             link.send(new Msg.Freeze());
             long freezeAt = System.nanoTime();
@@ -275,6 +284,19 @@ public final class MigrationSource {
             }
             deleteTree(work);
         }
+    }
+
+    /**
+     * Collects the heap just before a freeze (off the downtime): the rounds allocate a lot, and a
+     * young collection that falls into the frozen window pauses every thread of the JVM for 10-100
+     * ms on a loaded machine (measured with -Xlog:gc during lazy-bench downtime); with the heap
+     * empty, the few MB the freeze allocates start none. The same for the destination, after each
+     * round it applied ({@link MigrationDestination}). Returns the milliseconds it took.
+     */
+    static double emptyTheHeap() {
+        long g0 = System.nanoTime();
+        System.gc();
+        return (System.nanoTime() - g0) / 1e6;
     }
 
     /**
@@ -324,6 +346,8 @@ public final class MigrationSource {
     private void preCopy(PreCopySession s, Link link, Path work) throws IOException {
         ConvergencePolicy policy = new ConvergencePolicy(o.limits(), s.pageSize());
         int n = 1;
+        ConvergencePolicy.Decision stopped = null; // set once the policy said stop: catch-up rounds follow
+        long catchUpFrom = -1; // the dirty pages the last catch-up round started with
         while (true) {
             long r0 = System.nanoTime();
             Link.RoundOut out = link.startRound(n, Integer.toString(n));
@@ -346,16 +370,96 @@ public final class MigrationSource {
                     r.copyNanos() / 1e6, (r2 - r1) / 1e6);
             o.fault().check(FaultStep.AFTER_ROUND, n);
             PreCopySession.Collect c = s.collect();
-            ConvergencePolicy.Decision d = policy.decide(c.pendingPages());
-            if (d.stop()) {
+            if (stopped == null) {
+                ConvergencePolicy.Decision d = policy.decide(c.pendingPages());
+                if (!d.stop()) {
+                    n++;
+                    continue;
+                }
+                stopped = d;
                 rep.stopReason = d.reason();
                 rep.stopDetail = d.detail();
-                say("pre-copy stops after %d round(s): %s (%s)", n, d.reason(), d.detail());
-                return;
             }
-            n++;
+            // the freeze comes after this round unless a catch-up round follows: first let the
+            // destination write it into the warm process, so that the freeze leaves it nothing of the rounds
+            long pending = awaitApplied(link, n, (long) ms) ? s.collect().pendingPages() : c.pendingPages();
+            if (catchUpRound(stopped, n, pending, catchUpFrom)) {
+                rep.stopDetail += String.format(Locale.ROOT, "; catch-up round %d of the %d pages dirtied", n + 1, pending);
+                say("pre-copy: %s; catch-up round %d of the %d dirty pages, so that the freeze leaves only what it dirties",
+                        catchUpFrom < 0 ? stopped.reason() + " (" + stopped.detail() + ")" : "still too many dirty pages",
+                        n + 1, pending);
+                catchUpFrom = pending;
+                n++;
+                continue;
+            }
+            say("pre-copy stops after %d round(s): %s (%d pages dirtied since the last one started)", n, stopped.reason(),
+                    pending);
+            return;
             // the previous round's files are referenced by the next image only as its parent's name: keep them
         }
+    }
+
+    /**
+     * Waits until the destination reports round {@code round} written into its warm process
+     * (RoundApplied), for at most twice the time the round took to send plus
+     * {@link #APPLY_WAIT_SLACK}: a destination that writes slower than the network brings is
+     * waited for (what it has not written when the freeze comes it must serve lazily from its
+     * copy of the rounds, in the downtime and after), one that never answers is not.
+     *
+     * @return whether it waited (time passed: the dirty set has grown)
+     */
+    private boolean awaitApplied(Link link, int round, long roundMillis) throws IOException {
+        long w0 = System.nanoTime();
+        long deadline = w0 + Duration.ofMillis(2 * roundMillis).plus(APPLY_WAIT_SLACK).toNanos();
+        try {
+            while (true) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    throw new TimeoutException();
+                }
+                Msg m = link.receive(Duration.ofNanos(left), null);
+                if (m instanceof Msg.RoundApplied a && a.round() >= round) {
+                    rep.phase("round " + round + " wait applied", (System.nanoTime() - w0) / 1e6);
+                    return true;
+                }
+                if (m instanceof Msg.Failed f) {
+                    throw new MigrationException("pre-copy (" + f.step() + ")", f.message(), true, null);
+                }
+                if (!(m instanceof Msg.Ping || m instanceof Msg.RoundApplied)) {
+                    throw new IOException("unexpected " + m.getClass().getSimpleName() + " during pre-copy");
+                }
+            }
+        } catch (TimeoutException e) {
+            say("the destination has not written round %d into its process after %.0f ms: freezing anyway (it serves what it "
+                    + "has not written from its copy of the rounds)", round, (System.nanoTime() - w0) / 1e6);
+            return System.nanoTime() - w0 > 1_000_000;
+        }
+    }
+
+    /** See {@link #awaitApplied}. */
+    static final Duration APPLY_WAIT_SLACK = Duration.ofSeconds(1);
+
+    /**
+     * Hybrid only: a dirty set of more than this many pages when the policy stops gets catch-up
+     * rounds before the freeze (see {@link #catchUpRound}).
+     */
+    static final long CATCH_UP_PAGES = 1024;
+
+    /**
+     * Whether to run a catch-up round before the freeze: in hybrid mode the final dump leaves the
+     * dirty set REMOTE, and every dirty run costs in the frozen window (page map entries at both
+     * ends, stale pages dropped at the destination, the page server's state), so a dirty set
+     * that grew during a long round 1 (it grows with the memory size: the round takes longer)
+     * makes the downtime grow with it. Short rounds of those pages leave the freeze only what is
+     * dirtied during the last one. Only when the policy stopped because pre-copy converged (not on
+     * the user's round limit, not when the process dirties as fast as rounds copy), within the
+     * round limit, while the dirty set is above {@link #CATCH_UP_PAGES} and the previous catch-up
+     * round ({@code from} pages, -1: none yet) shrank it.
+     */
+    private boolean catchUpRound(ConvergencePolicy.Decision d, int rounds, long pending, long from) {
+        boolean converged = ConvergencePolicy.GOAL_REACHED.equals(d.reason()) || ConvergencePolicy.DOWNTIME_LIMIT.equals(d.reason());
+        return o.mode() == MigrationMode.HYBRID && converged && rounds < o.limits().maxIterations() && pending > CATCH_UP_PAGES
+                && (from < 0 || pending < from / 2);
     }
 
     /**
@@ -547,7 +651,7 @@ public final class MigrationSource {
             if (m instanceof Msg.Running || m instanceof Msg.Failed) {
                 return m;
             }
-            if (!(m instanceof Msg.Ping)) {
+            if (!(m instanceof Msg.Ping || m instanceof Msg.RoundApplied)) {
                 throw new IOException("unexpected " + m.getClass().getSimpleName() + " while waiting for Running");
             }
         }
@@ -638,7 +742,7 @@ public final class MigrationSource {
             if (m instanceof Msg.Failed f) {
                 throw new MigrationException(step + " (" + f.step() + ")", f.message(), true, null);
             }
-            if (!(m instanceof Msg.Ping)) {
+            if (!(m instanceof Msg.Ping || m instanceof Msg.RoundApplied)) {
                 throw new IOException("expected " + type.getSimpleName() + ", got " + m.getClass().getSimpleName());
             }
         }

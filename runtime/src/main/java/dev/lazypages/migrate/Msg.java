@@ -12,6 +12,8 @@ import java.util.List;
  *   (handshake: Hello both ways, token and protocol checked)
  *   PrecheckRequest(mode, pid, facts)        ← PrecheckReply(differences; empty = go)
  *   [pre-copy, hybrid] per round: directory "1", "2", ... (FileChunk..., DirectoryDone)
+ *                                            ← RoundApplied(round) once the warm process has it
+ *   PageServerReady(port)                     (the destination connects its page client now)
  *   Freeze(round count)                        (informational: the source is frozen now)
  *   directory "final"; RestoreRequest(lazy, page server port, "final")
  *                                            ← Running(pid) | Failed(step, message)
@@ -37,6 +39,17 @@ public sealed interface Msg {
 
     /** A directory (a pre-copy round or the final image) arrived and is written under the work dir. */
     record DirectoryArrived(int round, Path dir, long bytes) implements Msg {
+    }
+
+    /**
+     * Source → destination, before the freeze: the page server listens on {@code port} (the
+     * control peer's host); the destination connects its page client while the process runs.
+     */
+    record PageServerReady(int port) implements Msg {
+    }
+
+    /** Destination → source: pre-copy round {@code round} is written into the warm process. */
+    record RoundApplied(int round) implements Msg {
     }
 
     /** Source → destination: the process is frozen; the final image follows. */

@@ -299,6 +299,8 @@ final class NetLink implements Link {
             case Msg.PrecheckReply r -> b.setPrecheckReply(PrecheckReply.newBuilder().setOk(r.differences().isEmpty())
                     .addAllProblems(r.differences()));
             case Msg.Freeze f -> b.setFreeze(Freeze.getDefaultInstance());
+            case Msg.PageServerReady r -> b.setPageServerReady(dev.lazypages.net.proto.PageServerReady.newBuilder().setPort(r.port()));
+            case Msg.RoundApplied r -> b.setRoundApplied(dev.lazypages.net.proto.RoundApplied.newBuilder().setRound(r.round()));
             case Msg.RestoreRequest r -> b.setRestore(RestoreRequest.newBuilder().setFinalDir(r.dir()).setLazy(r.lazy())
                     .setPageServerPort(r.pageServerPort()));
             case Msg.Running r -> b.setRunning(Running.newBuilder().setPid(r.pid()).setRestoreMs(Math.round(r.restoreMs()))
@@ -354,6 +356,8 @@ final class NetLink implements Link {
                     ? List.of()
                     : m.getPrecheckReply().getProblemsCount() > 0 ? m.getPrecheckReply().getProblemsList() : List.of("refused"));
             case FREEZE -> new Msg.Freeze();
+            case PAGE_SERVER_READY -> new Msg.PageServerReady(m.getPageServerReady().getPort());
+            case ROUND_APPLIED -> new Msg.RoundApplied(m.getRoundApplied().getRound());
             case RESTORE -> new Msg.RestoreRequest(m.getRestore().getLazy(), m.getRestore().getPageServerPort(),
                     m.getRestore().getFinalDir());
             case RUNNING -> new Msg.Running(m.getRunning().getPid(), m.getRunning().getRestoreMs(), m.getRunning().getPhasesMsMap());

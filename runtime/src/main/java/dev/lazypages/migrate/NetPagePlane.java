@@ -42,7 +42,36 @@ final class NetPagePlane implements PagePlane {
     @Override
     public Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs, java.time.Duration recoverTimeout)
             throws IOException {
+        return connectEarly(server, token, recoverTimeout).withRuns(runs);
+    }
+
+    /** Connects (and authenticates) the page client now; {@link Early#withRuns} only builds the source over it. */
+    @Override
+    public Early connectEarly(InetSocketAddress server, String token, java.time.Duration recoverTimeout) throws IOException {
         PageClient c = PageClient.connect(server, token, PageClient.Options.defaults().withRecoverTimeout(recoverTimeout));
+        return new Early() {
+            private boolean taken;
+
+            @Override
+            public synchronized Client withRuns(List<LazySource.Run> runs) {
+                if (taken) {
+                    throw new IllegalStateException("the early page client was taken already");
+                }
+                taken = true;
+                return client(c, runs);
+            }
+
+            @Override
+            public synchronized void close() {
+                if (!taken) {
+                    taken = true;
+                    c.close();
+                }
+            }
+        };
+    }
+
+    private static Client client(PageClient c, List<LazySource.Run> runs) {
         RemoteLazySource src;
         try {
             src = new RemoteLazySource(c, runs);

@@ -93,6 +93,35 @@ public interface PagePlane {
      */
     Server serve(InetAddress bind, java.util.function.Supplier<FrozenProcess> frozen, String token) throws IOException;
 
+    /**
+     * A page client connected before the REMOTE runs are known (before the freeze, so that the
+     * downtime does not pay for the connection and its authentication); {@link #withRuns} makes
+     * the client for them, once. Closing it before then closes the connection.
+     */
+    interface Early extends AutoCloseable {
+        Client withRuns(List<LazySource.Run> runs) throws IOException;
+
+        @Override
+        void close();
+    }
+
+    /**
+     * Connects to the source's page server now, the runs to come ({@link Early#withRuns}). The
+     * default connects only then (a plane that cannot do better).
+     */
+    default Early connectEarly(InetSocketAddress server, String token, java.time.Duration recoverTimeout) throws IOException {
+        return new Early() {
+            @Override
+            public Client withRuns(List<LazySource.Run> runs) throws IOException {
+                return connect(server, token, runs, recoverTimeout);
+            }
+
+            @Override
+            public void close() {
+            }
+        };
+    }
+
     /** Connects to the source's page server for the REMOTE {@code runs}, with the default recover timeout. */
     default Client connect(InetSocketAddress server, String token, List<LazySource.Run> runs) throws IOException {
         return connect(server, token, runs, dev.lazypages.net.PageClient.Options.DEFAULT_RECOVER_TIMEOUT);

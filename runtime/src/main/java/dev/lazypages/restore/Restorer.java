@@ -319,7 +319,11 @@ public final class Restorer {
             throw refuse("the image's process has no threads");
         }
         for (Vma v : proc.getVmasList()) {
-            checkVma(v);
+            // a mapping the warm skeleton has already (its file found, and checked by the migration's pre-checks,
+            // when a round mapped it) is not looked up again in the frozen window
+            if (opts.warm() == null || !opts.warm().mapsAlready(v)) {
+                checkVma(v);
+            }
         }
         for (OpenFile f : proc.getFilesList()) {
             checkFile(f);

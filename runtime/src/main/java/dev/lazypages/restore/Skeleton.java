@@ -173,6 +173,16 @@ final class Skeleton {
         return populated;
     }
 
+    /** Whether {@code v}, exactly as the image has it, is mapped already (a warm skeleton's earlier round). */
+    boolean hasMapped(Vma v) {
+        for (Mapped m : layout) {
+            if (m.vma().equals(v)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /** The content of {@code ranges} is about to change: until rewritten, those pages are no longer right. */
     void forget(PageRanges ranges) {
         have = have.subtract(ranges);
@@ -549,6 +559,51 @@ final class Skeleton {
         }
     }
 
+    /** The part of {@code ranges} in mapped VMAs without write access. */
+    private PageRanges readOnlyPart(PageRanges ranges) {
+        PageRanges.Builder b = PageRanges.builder();
+        for (Mapped m : layout) {
+            if ((m.prot() & RemoteSyscall.PROT_WRITE) == 0) {
+                b.addAll(ranges.intersect(m.vma().getStart(), m.vma().getEnd()));
+            }
+        }
+        return b.build();
+    }
+
+    /**
+     * Writes {@code ranges}, which lie in mappings without write access (process_vm_writev honours
+     * protections), through /proc/PID/mem: as a debugger's write, it forces the copy-on-write of
+     * the private mapping, and spares the two injected mprotect calls per mapping that making it
+     * writable for the write would cost. A few pages (e.g. RELRO pages), so one pwrite per run.
+     */
+    private void writeForced(PageRanges ranges, PageFill fill) throws IOException {
+        int maxPages = WRITE_BATCH_BYTES / ps;
+        if (buffers[0] == null) {
+            buffers[0] = PageBuffer.allocate(maxPages);
+        }
+        long t0 = System.nanoTime();
+        int fd = Posix.open("/proc/" + pid + "/mem", Posix.O_RDWR, 0);
+        try {
+            for (PageRanges.Run r : ranges) {
+                long addr = r.start();
+                long left = r.pages();
+                while (left > 0) {
+                    int n = (int) Math.min(left, maxPages);
+                    fill.fill(addr, n, buffers[0], 0);
+                    buffers[0].pages(0, n).writeTo(fd, addr);
+                    addr += (long) n * ps;
+                    left -= n;
+                }
+            }
+        } finally {
+            Posix.close(fd);
+        }
+        writeNanos += System.nanoTime() - t0;
+        bytesWritten += ranges.byteCount();
+        have = have.union(ranges);
+        populated = populated.union(ranges);
+    }
+
     /** Gives every VMA the protection of the image (takes away the write access pages needed). */
     void finalProtections() {
         List<Mapped> next = new ArrayList<>(layout.size());
@@ -578,7 +633,8 @@ final class Skeleton {
         step("drop stale pages (" + ranges.runCount() + " runs, " + ranges.pageCount() + " pages)");
         int from = 0;
         if (processMadvise && ranges.runCount() > 2) {
-            long pfd = main.call("pidfd_open", NR_PIDFD_OPEN, pid, 0);
+            long pfd = pidfdInTarget >= 0 ? pidfdInTarget : main.call("pidfd_open", NR_PIDFD_OPEN, pid, 0);
+            pidfdInTarget = -1;
             try {
                 while (from < ranges.runCount()) {
                     int n = Math.min(IOV_MAX, ranges.runCount() - from);
@@ -617,6 +673,32 @@ final class Skeleton {
         populated = populated.subtract(ranges);
     }
 
+    /** A pidfd of the process on itself, in its fd table, opened ahead for the next {@link #drop}; -1 when none. */
+    private long pidfdInTarget = -1;
+
+    /**
+     * Opens, in the process, the pidfd the next {@link #drop} needs (which closes it), so that a
+     * drop in the frozen window injects one call fewer. Best effort: without it the drop opens one.
+     */
+    void preparePidfd() {
+        if (pidfdInTarget < 0 && processMadvise) {
+            try {
+                pidfdInTarget = main.call("pidfd_open", NR_PIDFD_OPEN, pid, 0);
+            } catch (RuntimeException e) {
+                pidfdInTarget = -1;
+            }
+        }
+    }
+
+    /** Closes the pidfd {@link #preparePidfd} opened if no drop used it (it must not stay in the restored process). */
+    void closePidfd() {
+        if (pidfdInTarget >= 0) {
+            int fd = (int) pidfdInTarget;
+            pidfdInTarget = -1;
+            main.close(fd);
+        }
+    }
+
     /** One process_vm_writev's worth: ranges of the process, their bytes one after another in a buffer. */
     private record Batch(long[] addrs, long[] lens) {
     }
@@ -639,6 +721,17 @@ final class Skeleton {
     boolean write(PageRanges ranges, PageFill fill, java.util.function.BooleanSupplier stop) throws IOException {
         if (ranges.isEmpty()) {
             return true;
+        }
+        PageRanges forced = readOnlyPart(ranges);
+        if (!forced.isEmpty()) {
+            if (stop.getAsBoolean()) {
+                return false;
+            }
+            writeForced(forced, fill);
+            ranges = ranges.subtract(forced);
+            if (ranges.isEmpty()) {
+                return true;
+            }
         }
         int maxPages = WRITE_BATCH_BYTES / ps;
         List<Batch> batches = new ArrayList<>();

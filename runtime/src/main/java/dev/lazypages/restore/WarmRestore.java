@@ -98,9 +98,12 @@ public final class WarmRestore implements AutoCloseable {
 
     private String step = "open round";
 
+    /** Where the restore that took the skeleton wants the steps of the final image (null before). */
+    private Consumer<String> restoreSteps;
+
     private void step(String s) {
         step = s;
-        progress.accept(s);
+        (restoreSteps != null ? restoreSteps : progress).accept(s);
     }
 
     private void round(Path dir) {
@@ -130,7 +133,13 @@ public final class WarmRestore implements AutoCloseable {
                 }
                 preload();
             }
-            sk.onTracer(() -> apply(r, p, false, false, false, null)); // no hand-over per injected call
+            sk.onTracer(() -> {
+                apply(r, p, false, false, false, null); // no hand-over per injected call
+                sk.preparePidfd(); // for the final image's drop, in the frozen window
+                // the round's 2 x 16 MiB of written buffers go now: unmapping them at the freeze (after the final
+                // image's few pages) took milliseconds of the downtime
+                sk.releaseBuffer();
+            });
             rounds++;
         } catch (RestoreException e) {
             throw e;
@@ -197,7 +206,9 @@ public final class WarmRestore implements AutoCloseable {
      */
     private long apply(ImageReader r, Process p, boolean fin, boolean lazy, boolean localLazy, LazySource remote)
             throws IOException {
-        sk.applyLayout(p.getVmasList(), v -> true);
+        // mapped with the image's protection (pages of read-only VMAs are written through /proc/PID/mem), so that
+        // the freeze re-protects nothing
+        sk.applyLayout(p.getVmasList(), v -> false);
         PageRanges.Builder present = PageRanges.builder();
         PageRanges.Builder inParent = PageRanges.builder();
         PageRanges.Builder remoteB = PageRanges.builder();
@@ -317,6 +328,11 @@ public final class WarmRestore implements AutoCloseable {
         hurried = true;
     }
 
+    /** Whether {@link #hurry} was called: rounds applied since may have left pages unwritten. */
+    public boolean hurried() {
+        return hurried;
+    }
+
     /**
      * After {@link #applyFinal} of a lazy restore: the IN_PARENT pages of private anonymous
      * memory the rounds did not write (hurried), left absent for the page server; empty
@@ -346,12 +362,21 @@ public final class WarmRestore implements AutoCloseable {
         return openFinal(dir);
     }
 
+    /**
+     * Whether the final image's {@code v} is mapped already, exactly so, by an earlier round (its
+     * file was opened then: the restore need not look it up again in the frozen window).
+     */
+    boolean mapsAlready(Vma v) {
+        return sk != null && !closed && sk.hasMapped(v);
+    }
+
     /** Hands the skeleton to the restore (which kills it on failure); its steps go to {@code step} from now on. */
     Skeleton takeSkeleton(Consumer<String> restoreStep) {
         if (sk == null || closed) {
             throw new IllegalStateException("no warm process to restore into");
         }
         taken = true;
+        restoreSteps = restoreStep;
         sk.onStep(restoreStep);
         return sk;
     }
@@ -368,6 +393,7 @@ public final class WarmRestore implements AutoCloseable {
                     + imagePid);
         }
         long fetched = apply(r, p, true, lazy, localLazy, remote);
+        sk.closePidfd();
         sk.releaseBuffer();
         return fetched;
     }

@@ -69,7 +69,35 @@ class FreezeWindowTest {
                     String window = lines.stream().filter(l -> l.startsWith("frozen window")).findFirst().orElseThrow();
                     assertFalse(window.contains("stop the dirty tracker"), window);
                     assertFalse(window.contains("find a syscall instruction"), "found before the freeze: " + window);
+                    // the pagemap walks (dirty set, page selection) run beside the injected calls, not after them
+                    assertTrue(window.contains("store pages beside") && window.contains("collect dirty pages (pagemap-scan) beside"),
+                            window);
                     assertTrue(f.remote().pageCount() > 0, "pages dirtied since round 1 are REMOTE");
+                    // the pages of the threads' rseq areas are in the image, not REMOTE: the restore writes them
+                    // (registering rseq again) before the process runs, and would have to fetch them from here
+                    var image = dev.lazypages.image.ImageReader.open(tmp.resolve("final"));
+                    try (image) {
+                        var proc = image.image().processes().getProcesses(0);
+                        int checked = 0;
+                        int present = 0;
+                        for (var t : proc.getThreadsList()) {
+                            if (t.hasRseq() && t.getRseq().getAddress() != 0) {
+                                long page = t.getRseq().getAddress() & -4096L;
+                                assertFalse(f.remote().intersect(dev.lazypages.memory.PageRanges.of(page, page + 4096)).pageCount() > 0,
+                                        "rseq page 0x" + Long.toHexString(page) + " is REMOTE");
+                                checked++;
+                                for (var e : image.image().pageMap().getEntriesList()) {
+                                    if (e.getFlags() == dev.lazypages.image.PageFlags.PRESENT && e.getVaddr() <= page
+                                            && page < e.getVaddr() + 4096L * e.getNrPages()) {
+                                        present++;
+                                    }
+                                }
+                            }
+                        }
+                        assertEquals(3, checked, "memtouch's main thread and its 2 workers registered rseq");
+                        assertTrue(present > 0, "the rseq pages written since round 1 are copied into the image");
+                        assertTrue(window.contains("store pages beside"), window);
+                    }
                     f.resume();
                 }
             }

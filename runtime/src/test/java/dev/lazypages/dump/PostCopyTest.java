@@ -171,7 +171,9 @@ class PostCopyTest {
                 assertEquals(f.dump().pagesInParent(), inParent);
                 try (ImageReader r = ImageReader.open(dir.resolve("final"))) {
                     assertEquals("../2", r.image().inventory().getParent());
-                    assertEquals(0, r.image().pagesInFile());
+                    // copied at the freeze: only the few pages written since round 2 of the threads' rseq areas and of
+                    // private file mappings (the restore needs those before the process runs)
+                    assertTrue(r.image().pagesInFile() <= 64, "pages copied: " + r.image().pagesInFile());
                 }
                 restoreLazily(w, dir.resolve("final"), f);
             }

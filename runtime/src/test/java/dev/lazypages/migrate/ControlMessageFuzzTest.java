@@ -35,7 +35,7 @@ class ControlMessageFuzzTest {
                     List.of(new HostFacts.FileId("/usr/bin/app", 2049, 42, 1234, true, "open"),
                             new HostFacts.FileId("/tmp/gone", 2049, 43, -1, false, "deleted"))), List.of("uffd-wp-async")),
             new Msg.PrecheckReply(List.of("page size 4096 here, 16384 there")), new Msg.Freeze(),
-            new Msg.RestoreRequest(true, 7701, "final"), new Msg.Running(1234, 12.5, Map.of("restore", 10.0)),
+            new Msg.PageServerReady(7701), new Msg.RoundApplied(2), new Msg.RestoreRequest(true, 7701, "final"), new Msg.Running(1234, 12.5, Map.of("restore", 10.0)),
             new Msg.Failed("restore", "no such file"), new Msg.Commit(), new Msg.Abort("source gave up"), new Msg.Ping());
 
     @Test

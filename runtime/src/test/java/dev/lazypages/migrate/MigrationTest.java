@@ -117,6 +117,69 @@ class MigrationTest {
     }
 
     /**
+     * What the freeze no longer waits for: the destination's page client connects as soon as the
+     * source's page server listens, before the freeze; the source freezes only once the destination
+     * has written the last round into its warm process (RoundApplied); and the dirty set a long
+     * round 1 left (it grows with the memory size) gets one short catch-up round in hybrid mode,
+     * so that the freeze leaves only what that round saw dirtied.
+     */
+    @Test
+    void hybridPreparesTheDestinationBeforeTheFreezeAndCatchesUpALargeDirtySet() throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(256, 2, 64);
+        MigrationReport r = migrate(m, d, options(d, MigrationMode.HYBRID));
+        int last = r.rounds.size();
+        assertTrue(last >= 2, "round 1, then catch-up rounds: " + r.toJson());
+        assertTrue(r.stopDetail.contains("catch-up round 2"), r.stopDetail);
+        assertTrue(r.rounds.get(last - 1).pages() < r.rounds.get(0).pages() / 2, "catch-up rounds are short: " + r.toJson());
+        assertTrue(r.phasesMs.containsKey("round " + last + " wait applied"), "waited for the destination's warm process: "
+                + r.phasesMs);
+        List<String> lines = List.copyOf(log);
+        int frozen = indexOf(lines, "] source frozen");
+        assertTrue(frozen > 0, String.join("\n", lines));
+        assertTrue(indexOf(lines, "] page client connected to ") < frozen, "page client before the freeze:\n"
+                + String.join("\n", lines));
+        assertTrue(indexOf(lines, "] warm: round " + last + " applied") < frozen, "last round written before the freeze:\n"
+                + String.join("\n", lines));
+        MigrationReport dest = d.awaitReports(1, Duration.ofSeconds(60)).getFirst();
+        assertWarm(dest);
+        // what the restore needs before the process runs (private file mappings' pages, the rseq areas) came with
+        // the final image: nothing fetched from the source in the downtime
+        assertFalse(dest.phasesMs.containsKey("restore: fetch remote"), "fetched while frozen: " + dest.phasesMs);
+        // both sides empty their heap before the freeze (after the last round applied, after the freeze prep), so
+        // that no young collection pauses the JVM in the frozen window
+        assertTrue(r.phasesMs.containsKey("before freeze: heap collected") && dest.phasesMs.containsKey("warm: heap collected"),
+                r.phasesMs + "\n" + dest.phasesMs);
+        // the warm process has the image's protections between rounds: the freeze changes none it did not write
+        assertFalse(dest.phasesMs.containsKey("restore: mprotect vma"), "re-protected while frozen: " + dest.phasesMs);
+        try (var fds = Files.list(Path.of("/proc/" + r.destinationPid + "/fd"))) {
+            for (Path fd : fds.toList()) {
+                String target = Files.readSymbolicLink(fd).toString();
+                assertFalse(target.contains("pidfd"), "the restore's own pidfd left in the process: " + fd + " -> " + target);
+            }
+        }
+    }
+
+    /** The user's round limit holds: no catch-up round after the last round allowed. */
+    @Test
+    void noCatchUpRoundBeyondTheRoundLimit() throws Exception {
+        ServeDaemon d = daemon(null, null);
+        Memtouch m = memtouch(64, 2, 64);
+        MigrationReport r = migrate(m, d, options(d, MigrationMode.HYBRID).withLimits(new ConvergencePolicy.Limits(1, 70, 0)));
+        assertEquals(1, r.rounds.size(), r.toJson());
+        assertFalse(r.stopDetail.contains("catch-up"), r.stopDetail);
+    }
+
+    private static int indexOf(List<String> lines, String part) {
+        for (int i = 0; i < lines.size(); i++) {
+            if (lines.get(i).contains(part)) {
+                return i;
+            }
+        }
+        return Integer.MAX_VALUE;
+    }
+
+    /**
      * The warm destination: the process was built from round 1 before the freeze (the frozen-time
      * restore spawned nothing and wrote no pre-copied page: its pages step is the final one only).
      */
