@@ -49,7 +49,10 @@ import org.HdrHistogram.Recorder;
  *
  * <p>A page the source never stored (or one dropped) gets UFFDIO_ZEROPAGE at once, without
  * touching the source. For a stored page not yet delivered it asks the source
- * for it (with up to {@link Options#prefetchPages} following stored pages): a source that reads
+ * for it (with up to {@link Options#prefetchPages} following stored pages when the fault looks
+ * sequential: the first fault, or one within {@value #SEQUENTIAL_WINDOW_PAGES} pages of where one of
+ * the last {@value #RECENT_FAULTS} faults ended; a random fault asks for its page alone, as a
+ * minimal handler would, so random access pays for no pages it does not use): a source that reads
  * {@linkplain LazySource#readAsync asynchronously} (the network) takes the request and the fault
  * thread goes back to the uffd at once, so faults of several threads are in flight together;
  * the thread that receives the pages (the page client's FAULT event loop) UFFDIO_COPYs them
@@ -260,6 +263,15 @@ public final class LazyPageServer implements AutoCloseable {
     private final AtomicLong backgroundPagesInFlight = new AtomicLong();
     /** Small background reads in flight per full-size one the window allows (see awaitBackgroundWindow). */
     private static final int MAX_REQUESTS_PER_FULL_REQUEST = 16;
+    /** A fault this close (pages) to where a recent one ended counts as sequential: it gets the prefetch. */
+    static final int SEQUENTIAL_WINDOW_PAGES = 16;
+    /** How many recent faults' ends are remembered (threads scanning different places each keep theirs). */
+    static final int RECENT_FAULTS = 4;
+    /** Image addresses where recent faults' reads ended; only the fault path's thread touches them. */
+    private final long[] recentFaultEnds = new long[RECENT_FAULTS];
+    private int recentFaults;
+    private int recentNext;
+
     /** The image address of the latest fault served from the source, and a count of them (prefetch around faults). */
     private volatile long lastFaultImg;
     private volatile long faultSeq;
@@ -791,14 +803,32 @@ public final class LazyPageServer implements AutoCloseable {
         return zeroFault(page, t0);
     }
 
+    /** Whether a fault at image address {@code img} looks sequential (see the class comment). */
+    private boolean sequential(long img) {
+        if (recentFaults == 0) {
+            return true;
+        }
+        long w = (long) SEQUENTIAL_WINDOW_PAGES << shift;
+        for (int i = 0; i < recentFaults; i++) {
+            long end = recentFaultEnds[i];
+            if (img >= end - w && img <= end + w) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     private boolean copyFault(long page, long img, int r, int idx, Seg seg, PageBuffer buf, long t0) {
         int k = 1;
-        int max = 1 + options.prefetchPages();
+        int max = 1 + (sequential(img) ? options.prefetchPages() : 0);
         long segEnd = seg.cur + seg.len;
         while (k < max && idx + k < regPages[r] && page + ((long) k << shift) < segEnd && isStored(r, idx + k)
                 && !isDone(r, idx + k)) {
             k++;
         }
+        recentFaultEnds[recentNext] = img + ((long) k << shift);
+        recentNext = (recentNext + 1) % RECENT_FAULTS;
+        recentFaults = Math.min(recentFaults + 1, RECENT_FAULTS);
         if (options.prefetchAroundFaults()) {
             lastFaultImg = img;
             faultSeq++; // only this thread writes it; volatile for the background's read

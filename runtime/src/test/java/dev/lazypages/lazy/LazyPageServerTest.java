@@ -151,6 +151,30 @@ class LazyPageServerTest {
         assertMemoryMatchesImage(new BitSet(), new BitSet());
     }
 
+    /**
+     * Prefetch only where access looks sequential: after the first fault, one far from where every
+     * recent fault ended reads its page alone (a random access pays for no neighbours), one right
+     * after a recent fault's pages gets the following pages too.
+     */
+    @Test
+    void randomFaultsReadTheirPageAloneSequentialOnesPrefetch() throws Exception {
+        LazyPageServer s = setUp(256, range(0, 256), faultsOnly().withPrefetchPages(3)).start();
+        assertArrayEquals(expected(0), await(LazyFixture.touch(mem, 0, tmp)));
+        assertEquals(4, source.pages.get(), "the first fault prefetches");
+        for (int p : new int[] {100, 200, 50}) { // far from every recent fault: random
+            int before = source.pages.get();
+            assertArrayEquals(expected(p), await(LazyFixture.touch(mem, p, tmp)));
+            assertEquals(1, source.pages.get() - before, "random fault at page " + p + " read its page alone");
+        }
+        int before = source.pages.get();
+        assertArrayEquals(expected(101), await(LazyFixture.touch(mem, 101, tmp))); // right after the fault at 100
+        assertEquals(4, source.pages.get() - before, "a sequential fault prefetches");
+        assertArrayEquals(expected(105), await(LazyFixture.touch(mem, 105, tmp))); // where that one ended (101-104)
+        assertEquals(8, source.pages.get() - before);
+        assertEquals(4 + 3 + 8, source.pages.get(), "pages read in all");
+        assertEquals(15, s.storedPages() - s.pendingPages(), "15 pages delivered, none twice");
+    }
+
     @Test
     void faultsOnPagesNotInTheImageGetZerosWithoutReadingTheSource() throws Exception {
         LazyPageServer s = setUp(16, bits(1), faultsOnly()).start();
