@@ -234,6 +234,8 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
             Thread.currentThread().interrupt();
         } finally {
             closeSources();
+            // every page in, but the restorer never let the process go (it failed): nothing waits for that any more
+            completion.completeExceptionally(new dev.lazypages.lazy.LazyPagesException("closed before completion"));
         }
     }
 }
