@@ -205,9 +205,7 @@ public final class Restorer {
     private long remoteBytesFetched;
     private final List<LazyHandoff.Region> lazyRegions = new ArrayList<>();
     private Userfaultfd uffd;
-    /** The target's own reference to its userfaultfd (above every image fd), -1 without. */
-    private int keptUffdFd = -1;
-    /** The same, for the handoff to close once every page is in. */
+    /** The target's own reference to its userfaultfd (above every image fd), null without; the handoff closes it once every page is in. */
     private KeptUffd kept;
     private String step = "open image";
 
@@ -422,8 +420,8 @@ public final class Restorer {
                 minFd = Math.max(minFd, f.getFd() + 1);
             }
             step("keep the target's userfaultfd at fd >= " + minFd);
-            keptUffdFd = (int) sk.main.call("fcntl", NR_FCNTL, remote, F_DUPFD_CLOEXEC, minFd);
-            kept = new KeptUffd(pid, keptUffdFd, KeptUffd.inodeOf(uffd.fd()));
+            int keptFd = (int) sk.main.call("fcntl", NR_FCNTL, remote, F_DUPFD_CLOEXEC, minFd);
+            kept = new KeptUffd(pid, keptFd, KeptUffd.inodeOf(uffd.fd()));
         } finally {
             sk.main.close(remote);
         }
@@ -514,8 +512,8 @@ public final class Restorer {
         for (OpenFile f : proc.getFilesList()) {
             wanted.add(f.getFd());
         }
-        if (keptUffdFd >= 0) {
-            wanted.add(keptUffdFd); // see registerLazy
+        if (kept != null) {
+            wanted.add(kept.fd()); // see registerLazy
         }
         for (dev.lazypages.proc.OpenFile f : ProcFds.list(pid)) {
             if (!wanted.contains(f.fd())) {
