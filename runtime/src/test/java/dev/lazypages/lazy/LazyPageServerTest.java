@@ -172,6 +172,11 @@ class LazyPageServerTest {
         assertArrayEquals(expected(105), await(LazyFixture.touch(mem, 105, tmp))); // where that one ended (101-104)
         assertEquals(8, source.pages.get() - before);
         assertEquals(4 + 3 + 8, source.pages.get(), "pages read in all");
+        // the faulting page is woken before the copy's other pages are counted delivered: wait for the count
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (s.storedPages() - s.pendingPages() < 15 && System.nanoTime() - deadline < 0) {
+            Thread.sleep(1);
+        }
         assertEquals(15, s.storedPages() - s.pendingPages(), "15 pages delivered, none twice");
     }
 
