@@ -40,6 +40,7 @@
 #include <linux/userfaultfd.h>
 #include <linux/fs.h>
 #include <linux/sched.h>
+#include <linux/sched/types.h>
 
 /* ---- userfaultfd additions after Linux 6.1 (include/uapi/linux/userfaultfd.h, 6.18) ---- */
 #ifndef UFFD_FEATURE_WP_UNPOPULATED

@@ -1,0 +1,53 @@
+package dev.lazypages.ffm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.CompletableFuture;
+import org.junit.jupiter.api.Test;
+
+class SchedTest {
+    /** The policy field (41st) of /proc/self/task/TID/stat, as the kernel reports it. */
+    private static int procPolicy(int tid) throws Exception {
+        String stat = Files.readString(Path.of("/proc/self/task/" + tid + "/stat"));
+        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        return Integer.parseInt(f[41 - 3]);
+    }
+
+    @Test
+    void setsAndReadsBackOneThreadsPolicyAndNice() throws Exception {
+        CompletableFuture<int[]> seen = new CompletableFuture<>();
+        Thread t = Thread.ofPlatform().start(() -> {
+            try {
+                int tid = Posix.gettid();
+                Sched.Attr before = Sched.get(0);
+                Sched.set(0, Sched.BATCH, 7);
+                Sched.Attr batch = Sched.get(tid);
+                int procBatch = procPolicy(tid);
+                Sched.set(tid, Sched.IDLE, 0);
+                seen.complete(new int[] {before.policy(), batch.policy(), batch.nice(), procBatch, Sched.get(0).policy(),
+                        procPolicy(tid)});
+            } catch (Throwable e) {
+                seen.completeExceptionally(e);
+            }
+        });
+        int[] r = seen.get();
+        t.join();
+        assertEquals(Sched.NORMAL, r[0]);
+        assertEquals(Sched.BATCH, r[1]);
+        assertEquals(7, r[2]);
+        assertEquals(Sched.BATCH, r[3]);
+        assertEquals(Sched.IDLE, r[4]);
+        assertEquals(Sched.IDLE, r[5]);
+        // the calling thread is untouched: policy is per thread
+        assertEquals(Sched.NORMAL, Sched.get(0).policy());
+    }
+
+    @Test
+    void aMissingThreadIsAnErrorNamingIt() {
+        SyscallException e = assertThrows(SyscallException.class, () -> Sched.get(Integer.MAX_VALUE - 1));
+        assertEquals(Errno.ESRCH, e.errno());
+    }
+}
