@@ -100,6 +100,9 @@ public final class TouchRig implements AutoCloseable {
                 default -> throw new IllegalArgumentException("unknown pipeline " + pipeline);
             };
         } finally {
+            if (Boolean.getBoolean("lazybench.keepTouches") && Files.exists(dir.resolve("touches.txt"))) {
+                Files.copy(dir.resolve("touches.txt"), work.resolve(pipeline + "-" + runs + "-touches.txt"));
+            }
             RestoreBench.deleteTree(dir);
         }
     }

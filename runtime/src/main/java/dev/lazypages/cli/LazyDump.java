@@ -1,5 +1,6 @@
 package dev.lazypages.cli;
 
+import dev.lazypages.proc.CpuYield;
 import picocli.CommandLine.Command;
 
 /** {@code lazy-dump.jar}: the source side. */
@@ -19,6 +20,7 @@ import picocli.CommandLine.Command;
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
 public final class LazyDump extends TopLevelCommand {
     public static void main(String[] args) {
+        CpuYield.compilers(); // the dumped process keeps running through pre-copy: it comes first
         System.exit(Cli.run(new LazyDump(), args));
     }
 }

@@ -2,16 +2,17 @@ package dev.lazypages.cli;
 
 import dev.lazypages.criu.PageServerFiles;
 import dev.lazypages.criu.PageServerRelay;
+import dev.lazypages.proc.CpuYield;
 import java.io.PrintWriter;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
+import picocli.CommandLine;
 
 /** {@code lazy-pages.jar}: the destination side. */
 @Command(name = "lazy-pages", mixinStandardHelpOptions = true, versionProvider = VersionProvider.class,
@@ -76,6 +77,7 @@ public final class LazyPages extends TopLevelCommand {
 
     public static void main(String[] args) {
         ArenaLimit.forServe(args);
+        CpuYield.compilers();
         System.exit(Cli.run(new LazyPages(), args));
     }
 

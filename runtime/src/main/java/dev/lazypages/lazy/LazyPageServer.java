@@ -4,6 +4,7 @@ import dev.lazypages.ffm.PageBuffer;
 import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.Userfaultfd;
 import dev.lazypages.net.FaultLoop;
+import dev.lazypages.proc.CpuYield;
 import java.lang.foreign.Arena;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
@@ -429,6 +430,7 @@ public final class LazyPageServer implements AutoCloseable {
             throw new IllegalStateException("already started");
         }
         startedAt = System.nanoTime();
+        CpuYield.compilers(); // the target runs now: no JIT compile may hold a CPU it or its faults need
         if (options.background() && storedTotal > 0) {
             backgroundThread = Thread.ofPlatform().name(threadName("lazy-background")).daemon().unstarted(this::backgroundLoop);
         }
@@ -1055,6 +1057,7 @@ public final class LazyPageServer implements AutoCloseable {
     // ------------------------------------------------------------------------------------
 
     private void backgroundLoop() {
+        CpuYield.thisThread(); // the target and its faults go first
         String step = "starting";
         long stepImg = 0;
         int stepPages = 0;

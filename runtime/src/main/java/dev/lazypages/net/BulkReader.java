@@ -1,5 +1,6 @@
 package dev.lazypages.net;
 
+import dev.lazypages.proc.CpuYield;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
@@ -58,6 +59,7 @@ final class BulkReader {
     }
 
     private void run() {
+        CpuYield.thisThread(); // a fault's read on the I/O loops, and the process it wakes, go first
         while (true) {
             if (dropQueued) {
                 queue.clear();

@@ -1,16 +1,17 @@
 package dev.lazypages.net;
 
+import dev.lazypages.ffm.PageBuffer;
 import static dev.lazypages.net.PageFrameDescriptor.*;
 
-import dev.lazypages.ffm.PageBuffer;
+import dev.lazypages.proc.CpuYield;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
+import io.netty.channel.AdaptiveRecvByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelInitializer;
-import io.netty.channel.AdaptiveRecvByteBufAllocator;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoop;
 import io.netty.channel.EventLoopGroup;
@@ -155,6 +156,7 @@ public final class PageClient implements AutoCloseable {
         try {
             c.fault = c.new Conn(KIND_FAULT, group.next());
             c.bulk = c.new Conn(KIND_BULK, group.next());
+            c.bulk.loop.execute(CpuYield::thisThread); // its loop receives and copies bulk pages: faults go first
             c.fault.first();
             c.bulk.first();
             return c;

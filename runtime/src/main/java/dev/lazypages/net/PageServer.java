@@ -1,5 +1,6 @@
 package dev.lazypages.net;
 
+import dev.lazypages.proc.CpuYield;
 import static dev.lazypages.net.PageFrameDescriptor.*;
 
 import io.netty.bootstrap.ServerBootstrap;
@@ -13,9 +14,9 @@ import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
 import io.netty.channel.WriteBufferWaterMark;
-import io.netty.channel.socket.SocketChannel;
 import io.netty.channel.group.ChannelGroup;
 import io.netty.channel.group.DefaultChannelGroup;
+import io.netty.channel.socket.SocketChannel;
 import io.netty.util.concurrent.GlobalEventExecutor;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -72,6 +73,7 @@ public final class PageServer implements AutoCloseable {
         this.provider = provider;
         this.token = token.getBytes(StandardCharsets.UTF_8);
         this.pageSize = provider.pageSize();
+        CpuYield.compilers(); // faults wait on this server: no JIT compile may hold a CPU they need
     }
 
     /** Binds {@code bind} (port 0: any free port) and serves {@code provider}'s pages to clients with {@code token}. */
