@@ -1490,24 +1490,6 @@ public class Native extends Native$shared {
     public static int F_NOTIFY() {
         return F_NOTIFY;
     }
-    private static final int F_SETPIPE_SZ = (int)1031L;
-    /**
-     * {@snippet lang=c :
-     * #define F_SETPIPE_SZ 1031
-     * }
-     */
-    public static int F_SETPIPE_SZ() {
-        return F_SETPIPE_SZ;
-    }
-    private static final int F_GETPIPE_SZ = (int)1032L;
-    /**
-     * {@snippet lang=c :
-     * #define F_GETPIPE_SZ 1032
-     * }
-     */
-    public static int F_GETPIPE_SZ() {
-        return F_GETPIPE_SZ;
-    }
     private static final int F_RDLCK = (int)0L;
     /**
      * {@snippet lang=c :
@@ -1552,33 +1534,6 @@ public class Native extends Native$shared {
      */
     public static int F_SHLCK() {
         return F_SHLCK;
-    }
-    private static final int SPLICE_F_MOVE = (int)1L;
-    /**
-     * {@snippet lang=c :
-     * #define SPLICE_F_MOVE 1
-     * }
-     */
-    public static int SPLICE_F_MOVE() {
-        return SPLICE_F_MOVE;
-    }
-    private static final int SPLICE_F_NONBLOCK = (int)2L;
-    /**
-     * {@snippet lang=c :
-     * #define SPLICE_F_NONBLOCK 2
-     * }
-     */
-    public static int SPLICE_F_NONBLOCK() {
-        return SPLICE_F_NONBLOCK;
-    }
-    private static final int SPLICE_F_MORE = (int)4L;
-    /**
-     * {@snippet lang=c :
-     * #define SPLICE_F_MORE 4
-     * }
-     */
-    public static int SPLICE_F_MORE() {
-        return SPLICE_F_MORE;
     }
     private static final int POLLIN = (int)1L;
     /**
@@ -7426,15 +7381,6 @@ public class Native extends Native$shared {
     public static int SYS_pidfd_open() {
         return SYS_pidfd_open;
     }
-    private static final int SYS_pipe2 = (int)293L;
-    /**
-     * {@snippet lang=c :
-     * #define SYS_pipe2 293
-     * }
-     */
-    public static int SYS_pipe2() {
-        return SYS_pipe2;
-    }
     private static final int SYS_prctl = (int)157L;
     /**
      * {@snippet lang=c :
@@ -7552,15 +7498,6 @@ public class Native extends Native$shared {
     public static int SYS_sigaltstack() {
         return SYS_sigaltstack;
     }
-    private static final int SYS_splice = (int)275L;
-    /**
-     * {@snippet lang=c :
-     * #define SYS_splice 275
-     * }
-     */
-    public static int SYS_splice() {
-        return SYS_splice;
-    }
     private static final int SYS_tgkill = (int)234L;
     /**
      * {@snippet lang=c :
@@ -7578,15 +7515,6 @@ public class Native extends Native$shared {
      */
     public static int SYS_userfaultfd() {
         return SYS_userfaultfd;
-    }
-    private static final int SYS_vmsplice = (int)278L;
-    /**
-     * {@snippet lang=c :
-     * #define SYS_vmsplice 278
-     * }
-     */
-    public static int SYS_vmsplice() {
-        return SYS_vmsplice;
     }
     private static final long UFFD_API = 170L;
     /**
