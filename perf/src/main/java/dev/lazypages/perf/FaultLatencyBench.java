@@ -109,11 +109,14 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
         TouchSpec base = new TouchSpec(c.pages(), c.touches(), true, c.seed(), c.intervalMicros(), false, true, Duration.ZERO);
         Map<String, Samples[]> pct = new LinkedHashMap<>();
         Map<String, Samples> hits = new LinkedHashMap<>();
+        Map<String, Samples[]> jvm = new LinkedHashMap<>();
         Map<String, Histogram> merged = new LinkedHashMap<>();
         for (String[] v : VARIANTS) {
             String k = v[0] + " " + v[1];
             pct.put(k, TouchBenches.percentileRows(k));
             hits.put(k, new Samples(k + ": touches that found the page in", "touches"));
+            jvm.put(k, new Samples[] {new Samples(k + ": collections", "GCs"), new Samples(k + ": collection time", "ms"),
+                    new Samples(k + ": JIT compilation", "ms")});
             merged.put(k, new Histogram(3));
         }
         Samples[] ratio = {new Samples("idle p50 ours/floor", "×"), new Samples("idle p99 ours/floor", "×"),
@@ -143,6 +146,8 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
                     say.accept(String.format(Locale.ROOT, "%s round %d %-17s %s; %d of %d touches faulted: p50 %.1f p99 %.1f p99.9 %.1f µs",
                             i == 0 ? "warm-up " : "measured", i, k, s.describe(), r.faultedTouches(), r.toucher().touches(),
                             Reports.micros(h, 50), Reports.micros(h, 99), Reports.micros(h, 99.9))
+                            + String.format(Locale.ROOT, "; this JVM meanwhile: %d GCs (%d ms), JIT %d ms", r.jvm().gcCount(),
+                            r.jvm().gcMillis(), r.jvm().jitMillis())
                             + (v[0].equals("ours") ? "; " + r.detail() : ""));
                     if (v[0].equals("ours")) {
                         lastDetail = r.detail();
@@ -152,6 +157,12 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
                     }
                     if (s.background()) {
                         lag.get(k).add(r.touchLagNanos() / 1e6);
+                    }
+                    Samples[] j = jvm.get(k);
+                    j[0].add(r.jvm().gcCount());
+                    j[1].add(r.jvm().gcMillis());
+                    if (r.jvm().jitMillis() >= 0) {
+                        j[2].add(r.jvm().jitMillis());
                     }
                     if (h.getTotalCount() == 0) { // the background brought every touched page first
                         unmeasured.merge(k, 1, Integer::sum);
@@ -185,6 +196,13 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
         }
         hits.values().forEach(s -> res.row("touches that found the page in (of " + c.touches() + ")", s));
         lag.values().stream().filter(s -> s.count() > 0).forEach(s -> res.row("the background transfer", s));
+        for (Samples[] j : jvm.values()) {
+            for (Samples s : j) {
+                if (s.count() > 0) {
+                    res.row("this JVM during the touches (ours runs in it; the floor only shares its CPUs)", s);
+                }
+            }
+        }
         for (Samples s : ratio) {
             if (s.count() > 0) {
                 res.row("ratios per round", s);
@@ -212,6 +230,9 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
         res.note("ours: the toucher dumped lazily, served by our PageServer from the frozen original over loopback TCP, "
                 + "restored lazily (RemoteLazySource, LazyPageServer with the engine's default prefetch); floor: floor-server "
                 + "and the toucher's own uffd fault thread (blocking I/O, one page per fault)");
+        res.note("this JVM during the touches: collections, their time and JIT compilation from the first touch to the last; "
+                + "a round with a collection or with compiles in it has its p99 raised by them (each stall is charged for the "
+                + "touches it held up), so read the p99 rows beside these");
         res.note("machine: " + machine + "; other work on the machine shares its CPUs: p99 and above are noisy, compare ratios "
                 + "within one run");
         res.put("config", Map.of("pages", c.pages(), "touches", c.touches(), "interval_us", c.intervalMicros(), "repeat",

@@ -123,6 +123,8 @@ public final class TouchRig implements AutoCloseable {
         }
         Path out = dir.resolve("touches.txt");
         Path log = dir.resolve("toucher.log");
+        JvmActivity jvm0;
+        JvmActivity jvm;
         try (DelayProxy proxy = s.delay().isZero() ? null : DelayProxy.start(fs.address(), s.delay())) {
             InetSocketAddress at = proxy != null ? proxy.address() : fs.address();
             List<String> cmd = toucherArgs(s, out);
@@ -131,6 +133,7 @@ public final class TouchRig implements AutoCloseable {
             if (s.background()) {
                 cmd.add("--bulk");
             }
+            jvm0 = JvmActivity.now();
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
             Duration timeout = runTimeout(s);
             if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
@@ -140,6 +143,7 @@ public final class TouchRig implements AutoCloseable {
             if (p.exitValue() != 0) {
                 throw new BenchFailure("the floor toucher exited with " + p.exitValue() + ": " + tail(log));
             }
+            jvm = JvmActivity.now().since(jvm0);
         }
         ToucherResult t = ToucherResult.parse(Files.readString(out, StandardCharsets.UTF_8));
         List<double[]> progress = new ArrayList<>();
@@ -148,7 +152,7 @@ public final class TouchRig implements AutoCloseable {
         }
         long bytes = s.background() ? s.bytes() : 0;
         return new TouchRun("floor", s, t, bytes, t.allInNanos(), t.touchStartNanos() - t.transferStartNanos(), progress,
-                "fault thread " + t.faultPages() + " pages, bulk " + Math.max(0, t.bulkPages()) + " pages");
+                "fault thread " + t.faultPages() + " pages, bulk " + Math.max(0, t.bulkPages()) + " pages", jvm);
     }
 
     private List<String> toucherArgs(TouchSpec s, Path out) {
@@ -213,9 +217,11 @@ public final class TouchRig implements AutoCloseable {
             Restorer.Result res = Restorer.restore(Restorer.Options.eager(img).withStub(stubsDir).withRemote(remote)
                     .withLazy(new TimedHandoff(handoff, sampler)));
             restored = res.pid();
+            JvmActivity jvm0 = JvmActivity.now();
             Files.createFile(go);
             Duration timeout = runTimeout(s);
             awaitLine(restored, log, l -> l.startsWith("DONE "), timeout);
+            JvmActivity jvm = JvmActivity.now().since(jvm0);
             LazyStats stats = null;
             if (s.background()) {
                 try {
@@ -245,7 +251,8 @@ public final class TouchRig implements AutoCloseable {
             }
             long bytes = stats != null ? handoff.remotePages() * (long) Posix.pageSize() : 0;
             long allIn = stats != null ? stats.timeToCompletion().toNanos() : -1;
-            return new TouchRun("ours", s, t, bytes, allIn, t.touchStartNanos() - sampler.startNanos, sampler.progress(), detail);
+            return new TouchRun("ours", s, t, bytes, allIn, t.touchStartNanos() - sampler.startNanos, sampler.progress(), detail,
+                    jvm);
         } finally {
             if (sampler != null) {
                 sampler.stop();

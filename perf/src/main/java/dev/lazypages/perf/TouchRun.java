@@ -18,7 +18,7 @@ import org.HdrHistogram.Histogram;
  * @param detail      one line of the pipeline's own statistics
  */
 public record TouchRun(String pipeline, TouchSpec spec, ToucherResult toucher, long bytesIn, long allInNanos,
-                       long touchLagNanos, List<double[]> progress, String detail) {
+                       long touchLagNanos, List<double[]> progress, String detail, JvmActivity jvm) {
     /** A touch faster than this found its page in: no fault can be served that fast over TCP. */
     public static final long HIT_NANOS = 2_000;
 
