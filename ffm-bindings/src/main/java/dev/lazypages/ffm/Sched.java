@@ -16,8 +16,8 @@ public final class Sched {
     /** SCHED_BATCH: fair share, but never preempts on wakeup. */
     public static final int BATCH = Native.SCHED_BATCH();
     /**
-     * SCHED_IDLE: runs only on CPU time no other thread wants; any waking SCHED_OTHER thread
-     * preempts it at once.
+     * SCHED_IDLE: runs on CPU time no other thread wants; a SCHED_OTHER thread that wakes on its
+     * CPU preempts it (on a kernel built without preemption, only once it is back in user space).
      */
     public static final int IDLE = Native.SCHED_IDLE();
 

@@ -8,11 +8,11 @@ import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
-import picocli.CommandLine;
 
 /** {@code lazy-pages.jar}: the destination side. */
 @Command(name = "lazy-pages", mixinStandardHelpOptions = true, versionProvider = VersionProvider.class,

@@ -1,17 +1,17 @@
 package dev.lazypages.net;
 
-import dev.lazypages.ffm.PageBuffer;
 import static dev.lazypages.net.PageFrameDescriptor.*;
 
+import dev.lazypages.ffm.PageBuffer;
 import dev.lazypages.proc.CpuYield;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
-import io.netty.channel.AdaptiveRecvByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.ChannelInitializer;
+import io.netty.channel.AdaptiveRecvByteBufAllocator;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoop;
 import io.netty.channel.EventLoopGroup;
