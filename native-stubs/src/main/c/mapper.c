@@ -21,6 +21,9 @@
  *                                             writes every page of [o, n)
  *   STEP 6 brk old=0x<o> new=0x<n>            shrinks the heap back to o
  *   IDLE step=<n>                             any later SIGUSR1: nothing changes
+ * SIGUSR2, at any time, frees pages 7 and 8 of BASE with madvise(MADV_DONTNEED) (they read
+ * zero from then on) and prints
+ *   ZAP addr=0x<base> pages=7,8
  * Between steps it waits in sigwaitinfo and touches no memory of its own regions.
  * SIGTERM/SIGINT: prints EXIT and exits 0. Exit status 1 on a failed call, 2 on bad arguments.
  */
@@ -37,6 +40,8 @@
 #define BASE_PAGES  16
 #define STEP1_PAGES 8
 #define BRK_PAGES   16
+#define ZAP_FIRST   7
+#define ZAP_PAGES   2
 
 static const int step2_pages[] = {1, 5, 6, 11};
 #define STEP2_COUNT ((int) (sizeof step2_pages / sizeof step2_pages[0]))
@@ -67,8 +72,9 @@ static void *map_anon(size_t len, int prot) {
 static void usage(FILE *f) {
     fprintf(f, "usage: mapper [--help]\n"
                "Maps a %d-page region, prints READY and BASE, then on each SIGUSR1 performs the next\n"
-               "layout change (mmap, write, munmap, mremap, brk grow, brk shrink) and prints a STEP line.\n",
-            BASE_PAGES);
+               "layout change (mmap, write, munmap, mremap, brk grow, brk shrink) and prints a STEP line;\n"
+               "SIGUSR2 frees pages %d and %d of the region (madvise MADV_DONTNEED) and prints ZAP.\n",
+            BASE_PAGES, ZAP_FIRST, ZAP_FIRST + 1);
 }
 
 int main(int argc, char **argv) {
@@ -86,6 +92,7 @@ int main(int argc, char **argv) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
@@ -112,6 +119,13 @@ int main(int argc, char **argv) {
                 continue;
             }
             die("sigwaitinfo");
+        }
+        if (sig == SIGUSR2) {
+            if (madvise(base + ZAP_FIRST * (size_t) page_size, ZAP_PAGES * (size_t) page_size, MADV_DONTNEED) != 0) {
+                die("madvise");
+            }
+            printf("ZAP addr=%p pages=%d,%d\n", (void *) base, ZAP_FIRST, ZAP_FIRST + 1);
+            continue;
         }
         if (sig != SIGUSR1) {
             printf("EXIT\n");

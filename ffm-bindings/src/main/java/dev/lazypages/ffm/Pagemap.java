@@ -98,8 +98,10 @@ public final class Pagemap implements AutoCloseable {
     /**
      * Present or swapped: the page has content the process wrote or read in. One exception:
      * under a userfaultfd with WP_UNPOPULATED, a write-protected page that was never touched is
-     * a PTE marker and reads as swapped with bit 57 set; use PAGEMAP_SCAN's categories
-     * ({@link #PAGE_IS_PRESENT}, {@link #PAGE_IS_SWAPPED}) or {@link #uffdWriteProtected} to tell.
+     * a PTE marker and reads as swapped with bit 57 set, as a write-protected page in swap does;
+     * PAGEMAP_SCAN cannot tell them apart either (both are {@link #PAGE_IS_SWAPPED} without
+     * {@link #PAGE_IS_WRITTEN}, measured on 6.18): only what the caller knows of the page's
+     * history can (see the runtime's PageStore.Hints).
      */
     public static boolean populated(long entry) {
         return (entry & (PM_PRESENT | PM_SWAPPED)) != 0;

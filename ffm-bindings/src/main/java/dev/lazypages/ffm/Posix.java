@@ -31,6 +31,7 @@ public final class Posix {
     public static final int SIGCONT = Native.SIGCONT();
     public static final int SIGTERM = Native.SIGTERM();
     public static final int SIGUSR1 = Native.SIGUSR1();
+    public static final int SIGUSR2 = Native.SIGUSR2();
     public static final int SIGTRAP = Native.SIGTRAP();
 
     private Posix() {

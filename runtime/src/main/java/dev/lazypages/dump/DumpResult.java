@@ -18,14 +18,17 @@ import java.util.concurrent.TimeUnit;
  * @param pagesInParent pages left to the parent image (IN_PARENT); 0 without one
  * @param parent        the parent image as the inventory names it, empty without one
  * @param tracker       the dirty tracker that decided what is IN_PARENT ("none" for a full dump)
+ * @param scannedBytes  address space whose page tables the page selection walked (a final dump
+ *                      after pre-copy with the pagemap-scan tracker walks only the dirty pages)
  */
 public record DumpResult(int pid, Path imagesDir, int threads, int vmas, long pagesStored, int pageSize,
-                         long frozenNanos, long totalNanos, long pagesInParent, String parent, String tracker) {
+                         long frozenNanos, long totalNanos, long pagesInParent, String parent, String tracker,
+                         long scannedBytes) {
     private static final double MIB = 1024.0 * 1024.0;
 
     public DumpResult(int pid, Path imagesDir, int threads, int vmas, long pagesStored, int pageSize, long frozenNanos,
                       long totalNanos) {
-        this(pid, imagesDir, threads, vmas, pagesStored, pageSize, frozenNanos, totalNanos, 0, "", Dumper.TRACKER);
+        this(pid, imagesDir, threads, vmas, pagesStored, pageSize, frozenNanos, totalNanos, 0, "", Dumper.TRACKER, 0);
     }
 
     public long bytesStored() {

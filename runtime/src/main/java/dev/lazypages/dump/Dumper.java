@@ -335,8 +335,8 @@ public final class Dumper {
             PageSpans d = dirty;
             PageSpans t = tracked;
             PageStore.Stats stored = selecting != null ? step("store pages (wait for the selection)", () -> joinSelection(selecting))
-                    : step("store pages", () -> PageStore.store(pid, w, vmas, d, t, plan.parentHeld(), false, lazy,
-                    options.progress()));
+                    : step("store pages", () -> PageStore.store(pid, w, vmas, d, t, plan.parentHeld(), false, lazy, null,
+                    hints(plan.tracker()), options.progress()));
             selection = null;
             if (selecting != null) {
                 stepNanos.putAll(besideNanos);
@@ -360,7 +360,7 @@ public final class Dumper {
                 progress(String.format(java.util.Locale.ROOT, "frozen window %.1f ms: %s", (ready - frozenAt) / 1e6, breakdown()));
                 closeQuietly(w);
                 DumpResult r = new DumpResult(pid, dir, threads.size(), vmas.size(), 0, pageSize, ready - frozenAt,
-                        ready - t0, stored.inParent(), plan.parent(), plan.trackerName());
+                        ready - t0, stored.inParent(), plan.parent(), plan.trackerName(), stored.scanned());
                 frozen = new FrozenProcess(p, true, dir, stored.remote().toRanges(), pageSize, frozenAt, r, plan.tracker());
                 return r;
             }
@@ -391,7 +391,7 @@ public final class Dumper {
                 tracer.close();
             }
             return new DumpResult(pid, dir, threads.size(), vmas.size(), pages, pageSize, thawedAt - frozenAt, end - t0,
-                    stored.inParent(), plan.parent(), plan.trackerName());
+                    stored.inParent(), plan.parent(), plan.trackerName(), stored.scanned());
         } catch (RuntimeException | Error e) {
             if (selection != null) {
                 try {
@@ -417,6 +417,16 @@ public final class Dumper {
             }
             throw new DumpException(pid, step, e);
         }
+    }
+
+    /**
+     * What the final dump's page selection may assume of {@code tracker} (null: none): it is
+     * collected with the process frozen, so with a tracker that leaves markers the clean pages
+     * the parent holds need no scan ({@link PageStore.Hints}).
+     */
+    static PageStore.Hints hints(Tracking tracker) {
+        boolean m = tracker != null && !tracker.reportsEverything() && tracker.leavesMarkers();
+        return m ? new PageStore.Hints(true, true, null) : PageStore.Hints.NONE;
     }
 
     /** The page selection running beside the injections of a lazy dump, until joined. */
@@ -479,7 +489,7 @@ public final class Dumper {
                 at = "store pages";
                 long s0 = System.nanoTime();
                 PageStore.Stats st = PageStore.store(pid, writer, vmas, dirty, tracked, plan.parentHeld(), false, true, eager,
-                        options.progress());
+                        hints(plan.tracker()), options.progress());
                 besideNanos.put("store pages beside", System.nanoTime() - s0);
                 f.complete(st);
             } catch (Throwable t) {

@@ -35,6 +35,10 @@ final class PageScanner implements AutoCloseable {
         return new PageScanner(Pagemap.open(pid), useScan);
     }
 
+    long pageSize() {
+        return pageSize;
+    }
+
     /** "pagemap-scan" or "pagemap", for messages. */
     String method() {
         return useScan ? "PAGEMAP_SCAN" : "pagemap entries";
@@ -42,14 +46,26 @@ final class PageScanner implements AutoCloseable {
 
     /** Appends the pages of [start, end) to store to {@code out}. */
     void select(long start, long end, boolean privateFile, PageRuns out) {
+        select(start, end, privateFile, out, null);
+    }
+
+    /**
+     * As {@link #select(long, long, boolean, PageRuns)}; with PAGEMAP_SCAN, the selected pages
+     * that are swapped and not present also go to {@code swapOnly} (when not null). Under a
+     * userfaultfd with WP_UNPOPULATED (the pagemap-scan tracker) a page never touched since the
+     * write-protect carries a PTE marker, which PAGEMAP_SCAN reports as swapped exactly like a
+     * page in swap: the caller tells them apart ({@link PageStore.Hints#markers}). The entries
+     * fallback (no PAGEMAP_SCAN, so no such tracker) leaves {@code swapOnly} empty.
+     */
+    void select(long start, long end, boolean privateFile, PageRuns out, PageRuns swapOnly) {
         if (useScan) {
-            scan(start, end, privateFile, out);
+            scan(start, end, privateFile, out, swapOnly);
         } else {
             readEntries(start, end, privateFile, out);
         }
     }
 
-    private void scan(long start, long end, boolean privateFile, PageRuns out) {
+    private void scan(long start, long end, boolean privateFile, PageRuns out, PageRuns swapOnly) {
         if (regions == null) {
             regions = new Pagemap.Regions(arena, REGIONS);
         }
@@ -57,7 +73,11 @@ final class PageScanner implements AutoCloseable {
         while (Long.compareUnsigned(from, end) < 0) {
             int n = pagemap.scan(PageSelection.scanRequest(from, end, privateFile), regions);
             for (int i = 0; i < n; i++) {
-                out.add(regions.start(i), (regions.end(i) - regions.start(i)) / pageSize);
+                long pages = (regions.end(i) - regions.start(i)) / pageSize;
+                out.add(regions.start(i), pages);
+                if (swapOnly != null && (regions.categories(i) & Pagemap.PAGE_IS_PRESENT) == 0) {
+                    swapOnly.add(regions.start(i), pages);
+                }
             }
             long walked = regions.walkEnd();
             if (Long.compareUnsigned(walked, from) <= 0) {

@@ -31,12 +31,44 @@ final class PageStore {
      * @param held     every page the image now holds (PRESENT or IN_PARENT): the next image's {@code parentHeld}
      * @param nanos    time spent
      * @param remote   pages recorded REMOTE instead of copied (a lazy final dump); empty otherwise
+     * @param scanned  bytes of address space whose page tables were scanned to select the pages
      */
-    record Stats(long copied, long inParent, PageSpans held, long nanos, PageSpans remote) {
-        Stats(long copied, long inParent, PageSpans held, long nanos) {
-            this(copied, inParent, held, nanos, new PageSpans.Builder().build());
-        }
+    record Stats(long copied, long inParent, PageSpans held, long nanos, PageSpans remote, long scanned) {
     }
+
+    /**
+     * What the dirty tracker lets a store assume when it selects pages ({@link #NONE}: nothing,
+     * every VMA is scanned and every selected page stored).
+     *
+     * @param markers     the tracker leaves uffd-wp PTE markers on the never-touched pages of
+     *                    the memory it tracks (pagemap-scan, with WP_UNPOPULATED), and
+     *                    PAGEMAP_SCAN reports a marker as swapped, like a page in swap: of the
+     *                    swapped-only pages of tracked memory, only those the parent holds or the
+     *                    tracker saw written are selected. A page in swap that is neither was not
+     *                    populated when the tracker was armed (the arm round selects before it
+     *                    arms, see {@code preselected}) and was not written since: it cannot be
+     *                    in swap, so it is a marker
+     * @param trustHeld   the process is frozen and was collected after it froze (a final dump):
+     *                    a page of tracked anonymous memory that the parent holds and the tracker
+     *                    did not see written is populated as the parent has it, because every way
+     *                    an anonymous page goes away (madvise DONTNEED, reclaim after MADV_FREE)
+     *                    leaves an empty PTE that the tracker reports written, or no VMA. Those
+     *                    pages are left IN_PARENT without a pagemap scan; only the dirty pages,
+     *                    untracked memory and private file mappings (where DONTNEED leaves a
+     *                    marker, not an empty PTE) are scanned. Needs an incremental store
+     * @param preselected the pages selected before the tracker was armed, while frozen (the arm
+     *                    round: no markers yet), used instead of a scan and clipped to the VMAs
+     *                    read since; null: scan
+     */
+    record Hints(boolean markers, boolean trustHeld, PageSpans preselected) {
+        static final Hints NONE = new Hints(false, false, null);
+    }
+
+    /**
+     * Dirty runs closer than this many pages are scanned as one range (a PAGEMAP_SCAN ioctl
+     * costs more than walking this many clean PTEs; the pages between are not selected).
+     */
+    static final long SCAN_GAP_PAGES = 256;
 
     private PageStore() {
     }
@@ -53,35 +85,30 @@ final class PageStore {
     static Stats store(int pid, ImageWriter writer, List<Vma> vmas, PageSpans dirty, PageSpans tracked, PageSpans parentHeld,
                        boolean running,
                        Consumer<String> progress) throws IOException {
-        return store(pid, writer, vmas, dirty, tracked, parentHeld, running, false, progress);
+        return store(pid, writer, vmas, dirty, tracked, parentHeld, running, false, null, Hints.NONE, progress);
     }
 
     /**
      * As {@link #store(int, ImageWriter, List, PageSpans, PageSpans, PageSpans, boolean, Consumer)};
      * with {@code remote} every page that would be copied is recorded REMOTE instead (its bytes
-     * stay in the frozen process, served later): nothing is read, only the pagemap is scanned.
+     * stay in the frozen process, served later): nothing is read, only the pagemap is scanned;
+     * the pages of {@code eager} (null: none) that would be REMOTE are copied all the same: the
+     * few pages the restore itself writes before the process runs (its threads' rseq areas),
+     * which would otherwise cost a fetch from the source while it restores. {@code hints} says
+     * what the tracker lets the selection assume.
      */
     static Stats store(int pid, ImageWriter writer, List<Vma> vmas, PageSpans dirty, PageSpans tracked, PageSpans parentHeld,
-                       boolean running, boolean remote,
-                       Consumer<String> progress) throws IOException {
-        return store(pid, writer, vmas, dirty, tracked, parentHeld, running, remote, null, progress);
-    }
-
-    /**
-     * As {@link #store(int, ImageWriter, List, PageSpans, PageSpans, PageSpans, boolean, boolean, Consumer)},
-     * but with {@code remote} the pages of {@code eager} (null: none) that would be REMOTE are
-     * copied all the same: the few pages the restore itself writes before the process runs (its
-     * threads' rseq areas), which would otherwise cost a fetch from the source while it restores.
-     */
-    static Stats store(int pid, ImageWriter writer, List<Vma> vmas, PageSpans dirty, PageSpans tracked, PageSpans parentHeld,
-                       boolean running, boolean remote, PageSpans eager,
+                       boolean running, boolean remote, PageSpans eager, Hints hints,
                        Consumer<String> progress) throws IOException {
         long t0 = System.nanoTime();
         long eagerCopied = 0;
+        long scanned = 0;
         PageSpans.Builder remoteSpans = new PageSpans.Builder();
         long pageSize = writer.pageSize();
         boolean scan = Features.pagemapScan().available();
         boolean incremental = parentHeld != null && !parentHeld.isEmpty() && dirty != null && tracked != null;
+        boolean markers = hints.markers() && dirty != null && tracked != null;
+        PageSpans none = PageSpans.EMPTY;
         PageSpans.Builder held = new PageSpans.Builder();
         long inParent = 0;
         try (PageScanner scanner = PageScanner.open(pid, scan);
@@ -89,41 +116,60 @@ final class PageStore {
                      ? new PageCopier(pid, writer, PageCopier.STREAM_BUFFER_PAGES, running, PageCopier.STREAM_BUFFERS)
                      : new PageCopier(pid, writer, PageCopier.DEFAULT_BUFFER_PAGES, running)) {
             PageRuns runs = new PageRuns(pageSize);
+            PageRuns swapOnly = new PageRuns(pageSize);
             PageRuns copy = new PageRuns(pageSize);
             long nextReport = REPORT_EVERY;
             for (Vma v : vmas) {
                 if (!VmaRecords.hasPages(v)) {
                     continue;
                 }
+                boolean privateFile = VmaRecords.privateFile(v);
                 runs.clear();
-                scanner.select(v.start(), v.end(), VmaRecords.privateFile(v), runs);
-                if (runs.count() == 0) {
+                swapOnly.clear();
+                PageSpans vHeld = incremental ? parentHeld.clip(v.start(), v.end()) : none;
+                PageSpans vTracked = tracked != null ? tracked.clip(v.start(), v.end()) : none;
+                PageSpans vDirty = dirty != null ? dirty.clip(v.start(), v.end()) : none;
+                PageSpans selected;
+                if (hints.preselected() != null) {
+                    selected = hints.preselected().clip(v.start(), v.end());
+                } else if (hints.trustHeld() && incremental && !privateFile) {
+                    PageSpans clean = vHeld.intersect(vTracked).subtract(vDirty);
+                    PageSpans toScan = new PageSpans.Builder().add(v.start(), v.end()).build().subtract(vTracked)
+                            .union(vDirty.intersect(vTracked));
+                    PageSpans windows = coalesce(toScan, SCAN_GAP_PAGES * pageSize);
+                    for (int i = 0; i < windows.count(); i++) {
+                        scanner.select(windows.start(i), windows.end(i), false, runs);
+                        scanned += windows.end(i) - windows.start(i);
+                    }
+                    selected = PageSpans.of(runs, pageSize).intersect(toScan).union(clean);
+                } else {
+                    scanner.select(v.start(), v.end(), privateFile, runs, markers ? swapOnly : null);
+                    scanned += v.end() - v.start();
+                    selected = PageSpans.of(runs, pageSize);
+                    if (swapOnly.count() > 0) {
+                        PageSpans neverTouched = PageSpans.of(swapOnly, pageSize).intersect(vTracked).subtract(vHeld)
+                                .subtract(vDirty);
+                        selected = selected.subtract(neverTouched);
+                    }
+                }
+                if (selected.isEmpty()) {
                     continue;
                 }
-                PageSpans selected = PageSpans.of(runs, pageSize);
                 held.addAll(selected);
-                PageRuns toCopy = runs;
+                PageSpans toCopy = selected;
                 if (incremental) {
-                    PageSpans keep = selected.intersect(parentHeld.clip(v.start(), v.end()))
-                            .intersect(tracked.clip(v.start(), v.end()))
-                            .subtract(dirty.clip(v.start(), v.end()));
+                    PageSpans keep = selected.intersect(vHeld).intersect(vTracked).subtract(vDirty);
                     if (!keep.isEmpty()) {
                         for (int i = 0; i < keep.count(); i++) {
                             addInParent(writer, pid, keep.start(i), keep.end(i), pageSize);
                         }
                         inParent += keep.pages(pageSize);
-                        PageSpans c = selected.subtract(keep);
-                        copy.clear();
-                        for (int i = 0; i < c.count(); i++) {
-                            copy.add(c.start(i), (c.end(i) - c.start(i)) / pageSize);
-                        }
-                        toCopy = copy;
+                        toCopy = selected.subtract(keep);
                     }
                 }
                 if (remote) {
-                    PageSpans now = eager == null ? null : PageSpans.of(toCopy, pageSize).intersect(eager.clip(v.start(), v.end()));
-                    PageSpans later = now == null || now.isEmpty() ? PageSpans.of(toCopy, pageSize)
-                            : PageSpans.of(toCopy, pageSize).subtract(now);
+                    PageSpans now = eager == null ? null : toCopy.intersect(eager.clip(v.start(), v.end()));
+                    PageSpans later = now == null || now.isEmpty() ? toCopy : toCopy.subtract(now);
                     for (int i = 0; i < later.count(); i++) {
                         addRemote(writer, pid, later.start(i), later.end(i), pageSize);
                         remoteSpans.add(later.start(i), later.end(i));
@@ -133,7 +179,11 @@ final class PageStore {
                     }
                     continue;
                 }
-                copier.copy(toCopy, v.read());
+                copy.clear();
+                for (int i = 0; i < toCopy.count(); i++) {
+                    copy.add(toCopy.start(i), (toCopy.end(i) - toCopy.start(i)) / pageSize);
+                }
+                copier.copy(copy, v.read());
                 long done = copier.pagesStored() * pageSize;
                 if (done >= nextReport) {
                     progress.accept(String.format(Locale.ROOT, "pages: %.0f MiB", done / MIB));
@@ -141,14 +191,48 @@ final class PageStore {
                 }
             }
             if (remote) {
-                return new Stats(eagerCopied, inParent, held.build(), System.nanoTime() - t0, remoteSpans.build());
+                return new Stats(eagerCopied, inParent, held.build(), System.nanoTime() - t0, remoteSpans.build(), scanned);
             }
             copier.flush();
             PageSpans skipped = copier.skipped();
             PageSpans all = held.build();
             return new Stats(copier.pagesStored(), inParent, skipped.isEmpty() ? all : all.subtract(skipped),
-                    System.nanoTime() - t0);
+                    System.nanoTime() - t0, none, scanned);
         }
+    }
+
+    /**
+     * The selection of {@link #store} before anything is stored, for the arm round of a tracker
+     * that leaves markers ({@link Hints#preselected}): every page to store of {@code vmas}, by a
+     * scan of each.
+     */
+    static PageSpans select(int pid, List<Vma> vmas) {
+        try (PageScanner scanner = PageScanner.open(pid, Features.pagemapScan().available())) {
+            PageRuns runs = new PageRuns(scanner.pageSize());
+            for (Vma v : vmas) {
+                if (VmaRecords.hasPages(v)) {
+                    scanner.select(v.start(), v.end(), VmaRecords.privateFile(v), runs);
+                }
+            }
+            return PageSpans.of(runs, scanner.pageSize());
+        }
+    }
+
+    /** {@code spans} with every gap of at most {@code gap} bytes filled in. */
+    static PageSpans coalesce(PageSpans spans, long gap) {
+        PageSpans.Builder b = new PageSpans.Builder();
+        int i = 0;
+        while (i < spans.count()) {
+            long start = spans.start(i);
+            long end = spans.end(i);
+            while (i + 1 < spans.count() && Long.compareUnsigned(spans.start(i + 1) - end, gap) <= 0) {
+                i++;
+                end = spans.end(i);
+            }
+            b.add(start, end);
+            i++;
+        }
+        return b.build();
     }
 
     /** Copies {@code spans} (a few pages) into the image now; returns the pages copied. */

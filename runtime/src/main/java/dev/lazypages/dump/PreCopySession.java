@@ -236,11 +236,18 @@ public final class PreCopySession implements AutoCloseable {
         String step = "arm the dirty tracker";
         boolean existed = Files.isDirectory(dir);
         ImageWriter writer = null;
+        PageSpans preselected = null;
         try {
             if (!armed) {
                 process.freeze();
                 long f0 = System.nanoTime();
                 try {
+                    if (tracker.leavesMarkers()) {
+                        // once armed, never-touched pages read as swapped (markers): select before
+                        step = "select the pages before arming";
+                        preselected = PageStore.select(pid, ProcMaps.read(pid));
+                        step = "arm the dirty tracker";
+                    }
                     tracker.arm(process);
                     if (rehearse) {
                         Dumper.rehearse(process, progress);
@@ -279,7 +286,8 @@ public final class PreCopySession implements AutoCloseable {
             writer = (pagesOut != null ? ImageWriter.create(dir, inv, pagesOut) : ImageWriter.create(dir, inv)).durable(durable);
             step = "store pages";
             long c0 = System.nanoTime();
-            PageStore.Stats s = PageStore.store(pid, writer, vmas, dirty, watched, held, true, progress);
+            PageStore.Hints hints = new PageStore.Hints(tracker.leavesMarkers(), false, preselected);
+            PageStore.Stats s = PageStore.store(pid, writer, vmas, dirty, watched, held, true, false, null, hints, progress);
             long copyNanos = System.nanoTime() - c0;
             step = "write the image";
             Process proc = Process.newBuilder().setPid(pid).setExe(exe)
@@ -415,7 +423,8 @@ public final class PreCopySession implements AutoCloseable {
             List<Vma> vmas = ProcMaps.read(pid);
             Inventory inv = Dumper.inventory(pid, pageSize, Inventory.Kind.FULL, "../rehearsal", tracker.name());
             w = ImageWriter.create(scratch, inv).durable(false);
-            PageStore.Stats st = PageStore.store(pid, w, vmas, fake.build(), held, held, true, true, line -> { });
+            PageStore.Stats st = PageStore.store(pid, w, vmas, fake.build(), held, held, true, true, null,
+                    Dumper.hints(tracker), line -> { });
             st.remote().toRanges();
             w.finish(ProcessTree.newBuilder().addProcesses(Process.newBuilder().setPid(pid).setExe(Proc.exe(pid))
                     .addAllVmas(vmas.stream().map(VmaRecords::toImage).toList())).build());

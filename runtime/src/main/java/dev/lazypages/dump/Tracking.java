@@ -22,6 +22,11 @@ interface Tracking extends AutoCloseable {
     /** The none tracker: every page is always dirty. */
     boolean reportsEverything();
 
+    /** See {@link dev.lazypages.memory.DirtyTracker#leavesMarkers}. */
+    default boolean leavesMarkers() {
+        return false;
+    }
+
     /** Drops the kernel-side registration; the process is as it was. */
     @Override
     void close();

@@ -87,6 +87,11 @@ public final class Trackings {
         }
 
         @Override
+        public boolean leavesMarkers() {
+            return t.leavesMarkers();
+        }
+
+        @Override
         public void close() {
             t.close();
         }

@@ -31,6 +31,16 @@ public interface DirtyTracker extends AutoCloseable {
     boolean reportsEverything();
 
     /**
+     * True for a userfaultfd write-protect tracker with WP_UNPOPULATED (pagemap-scan): once
+     * armed, a page of tracked memory never touched since carries a PTE marker, which pagemap
+     * reports as swapped, and a page that went away (an empty PTE: madvise DONTNEED, reclaim
+     * after MADV_FREE) is reported written by the next collect. Page selection relies on both.
+     */
+    default boolean leavesMarkers() {
+        return false;
+    }
+
+    /**
      * Stops tracking and drops every kernel-side registration so the process is as it was. Called with the process
      * frozen or running (every implementation here accepts either).
      */

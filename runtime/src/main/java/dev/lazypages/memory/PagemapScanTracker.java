@@ -94,6 +94,11 @@ public final class PagemapScanTracker implements DirtyTracker {
         return false;
     }
 
+    @Override
+    public boolean leavesMarkers() {
+        return true;
+    }
+
     /** The target's pid. */
     public int pid() {
         return pid;

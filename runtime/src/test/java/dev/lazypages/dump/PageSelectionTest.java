@@ -113,4 +113,43 @@ class PageSelectionTest {
             Posix.munmap(mem);
         }
     }
+
+    /**
+     * Under a userfaultfd with WP_ASYNC | WP_UNPOPULATED (as the pagemap-scan tracker arms it) a
+     * never-touched page carries a PTE marker, which PAGEMAP_SCAN reports as swapped: the scanner
+     * hands those runs out separately (swapOnly) so that a store can drop them.
+     */
+    @Test
+    void markersOfNeverTouchedPagesComeBackAsSwappedOnly() {
+        Requires.pagemapScan();
+        Requires.userfaultfd();
+        long ps = Posix.pageSize();
+        PageBuffer mem = Posix.mmapAnonymous(8 * ps);
+        try (dev.lazypages.ffm.Userfaultfd uffd = dev.lazypages.ffm.Userfaultfd.open(true)) {
+            mem.putLong(0, 1);
+            mem.putLong(ps, 2);
+            long base = mem.address();
+            uffd.api(dev.lazypages.ffm.Userfaultfd.FEATURE_WP_ASYNC | dev.lazypages.ffm.Userfaultfd.FEATURE_WP_UNPOPULATED);
+            uffd.register(base, 8 * ps, dev.lazypages.ffm.Userfaultfd.REGISTER_MODE_WP);
+            uffd.writeProtect(base, 8 * ps, true, false);
+            try (PageScanner scan = PageScanner.open(0, true)) {
+                PageRuns runs = new PageRuns(ps);
+                PageRuns swapOnly = new PageRuns(ps);
+                scan.select(base, base + 8 * ps, false, runs, swapOnly);
+                assertEquals("[0x" + Long.toHexString(base) + "+8]", runs.toString(), "markers read as swapped pages");
+                assertEquals("[0x" + Long.toHexString(base + 2 * ps) + "+6]", swapOnly.toString());
+            }
+        } finally {
+            Posix.munmap(mem);
+        }
+    }
+
+    @Test
+    void coalesceFillsOnlyTheSmallGaps() {
+        PageSpans s = new PageSpans.Builder().add(0x10000, 0x11000).add(0x13000, 0x14000).add(0x40000, 0x41000).build();
+        assertEquals(new PageSpans.Builder().add(0x10000, 0x14000).add(0x40000, 0x41000).build(),
+                PageStore.coalesce(s, 2 * PS));
+        assertEquals(s, PageStore.coalesce(s, PS));
+        assertEquals(new PageSpans.Builder().add(0x10000, 0x41000).build(), PageStore.coalesce(s, 0x40000));
+    }
 }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lazypages.ffm.Features;
+import dev.lazypages.ffm.Posix;
 import dev.lazypages.ffm.testing.Requires;
 import dev.lazypages.image.ImageReader;
 import dev.lazypages.image.PageFlags;
@@ -125,6 +126,48 @@ class PreCopyTest {
                     c.awaitBeats(1);
                     c.assertVerifies();
                 }
+            }
+        }
+    }
+
+    /**
+     * Arming pagemap-scan puts a PTE marker on every never-touched page of tracked memory, and
+     * PAGEMAP_SCAN reports a marker as swapped: the first round must not take the untouched
+     * rest of eight 8 MiB thread stacks for swapped pages (it did: 80 MiB stored for 16), nor
+     * must a later round or the final dump. The final dump walks only the dirty pages' page
+     * tables: the clean pages the parent holds stay IN_PARENT without a walk.
+     */
+    @Test
+    void neverTouchedPagesAreNotStoredAndTheFinalDumpWalksOnlyTheDirtyPages() throws Exception {
+        assumePagemapScanTracker();
+        Path dir = tmp.resolve("sparse");
+        long ps = Posix.pageSize();
+        try (LogProcess w = LogProcess.memtouch(tmp, 16, 8, 0)) {
+            PreDumpResult first;
+            PreDumpResult second;
+            DumpResult fin;
+            try (PreCopySession s = PreCopySession.start(w.pid, "pagemap-scan", null)) {
+                first = s.preDump(dir.resolve("1"));
+                second = s.preDump(dir.resolve("2"));
+                fin = s.finalDump(DumpOptions.of(dir.resolve("final")));
+            }
+            LogProcess.awaitDead(w.pid);
+            System.out.println(first.summary() + "\n" + second.summary() + "\n" + fin.summary() + ", walked "
+                    + fin.scannedBytes() + " bytes");
+            assertTrue(first.pagesStored() >= 16 * 256, "round 1 stored the region: " + first.pagesStored());
+            assertTrue(first.pagesStored() * ps < 24L << 20, "round 1 stored " + first.pagesStored()
+                    + " pages: the never-touched stack pages were taken for swapped ones");
+            assertTrue(second.pagesStored() * ps < 1L << 20, "round 2 stored " + second.pagesStored() + " pages");
+            assertTrue(fin.pagesStored() * ps < 1L << 20, "the final dump stored " + fin.pagesStored() + " pages");
+            assertTrue(fin.pagesInParent() >= 16 * 256, "in parent " + fin.pagesInParent());
+            assertTrue(fin.scannedBytes() < 8L << 20, "the final dump walked " + fin.scannedBytes()
+                    + " bytes of page tables: more than its dirty pages and private file mappings");
+            try (ImageReader r = ImageReader.open(dir.resolve("final"))) {
+                r.verifyPages();
+            }
+            Restorer.Result res = Restorer.restore(Restorer.Options.eager(dir.resolve("final")));
+            try (LogProcess c = new LogProcess(res.pid(), w.log)) {
+                c.assertVerifies();
             }
         }
     }
