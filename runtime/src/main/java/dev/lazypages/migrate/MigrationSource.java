@@ -14,7 +14,9 @@ import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
 import java.util.concurrent.ThreadLocalRandom;
@@ -348,6 +350,7 @@ public final class MigrationSource {
         int n = 1;
         ConvergencePolicy.Decision stopped = null; // set once the policy said stop: catch-up rounds follow
         long catchUpFrom = -1; // the dirty pages the last catch-up round started with
+        List<Double> roundMillis = new ArrayList<>(); // each round's time to dump and send, round k at k - 1
         while (true) {
             long r0 = System.nanoTime();
             Link.RoundOut out = link.startRound(n, Integer.toString(n));
@@ -357,6 +360,7 @@ public final class MigrationSource {
             long sent = out.finish(r.imagesDir());
             long r2 = System.nanoTime();
             double ms = (r2 - r0) / 1e6;
+            roundMillis.add(ms);
             rep.phase("round " + n + " dump", (r1 - r0) / 1e6);
             rep.phase("round " + n + " copy", r.copyNanos() / 1e6);
             rep.phase("round " + n + " send", (r2 - r1) / 1e6);
@@ -382,7 +386,8 @@ public final class MigrationSource {
             }
             // the freeze comes after this round unless a catch-up round follows: first let the
             // destination write it into the warm process, so that the freeze leaves it nothing of the rounds
-            long pending = awaitApplied(link, n, (long) ms) ? s.collect().pendingPages() : c.pendingPages();
+            long pending = awaitApplied(link, n, applyWaitMillis(roundMillis, appliedThrough))
+                    ? s.collect().pendingPages() : c.pendingPages();
             if (catchUpRound(stopped, n, pending, catchUpFrom)) {
                 rep.stopDetail += String.format(Locale.ROOT, "; catch-up round %d of the %d pages dirtied", n + 1, pending);
                 say("pre-copy: %s; catch-up round %d of the %d dirty pages, so that the freeze leaves only what it dirties",
@@ -399,18 +404,37 @@ public final class MigrationSource {
         }
     }
 
+    /** The highest round the destination reported written into its warm process (RoundApplied). */
+    private int appliedThrough;
+
+    /**
+     * How long {@link #awaitApplied} waits: twice the time the rounds not yet reported written
+     * took to dump and send ({@code roundMillis}, round k at index k - 1), plus
+     * {@link #APPLY_WAIT_SLACK}. All of them, not the last one only: a destination that writes a
+     * long first round slower than the network brought it is still at it when a short second
+     * round ends (4 GiB on 2 cores: 2 s to send, 9 s to write), and a wait bounded by the short
+     * round froze the process while it was, with seconds of dirtying since the last round.
+     */
+    static long applyWaitMillis(List<Double> roundMillis, int appliedThrough) {
+        double sum = 0;
+        for (int k = Math.max(0, appliedThrough); k < roundMillis.size(); k++) {
+            sum += roundMillis.get(k);
+        }
+        return (long) (2 * sum) + APPLY_WAIT_SLACK.toMillis();
+    }
+
     /**
      * Waits until the destination reports round {@code round} written into its warm process
-     * (RoundApplied), for at most twice the time the round took to send plus
-     * {@link #APPLY_WAIT_SLACK}: a destination that writes slower than the network brings is
-     * waited for (what it has not written when the freeze comes it must serve lazily from its
-     * copy of the rounds, in the downtime and after), one that never answers is not.
+     * (RoundApplied), for at most {@code waitMillis} ({@link #applyWaitMillis}): a destination
+     * that writes slower than the network brings is waited for (what it has not written when the
+     * freeze comes it must serve lazily from its copy of the rounds, in the downtime and after),
+     * one that never answers is not.
      *
      * @return whether it waited (time passed: the dirty set has grown)
      */
-    private boolean awaitApplied(Link link, int round, long roundMillis) throws IOException {
+    private boolean awaitApplied(Link link, int round, long waitMillis) throws IOException {
         long w0 = System.nanoTime();
-        long deadline = w0 + Duration.ofMillis(2 * roundMillis).plus(APPLY_WAIT_SLACK).toNanos();
+        long deadline = w0 + Duration.ofMillis(waitMillis).toNanos();
         try {
             while (true) {
                 long left = deadline - System.nanoTime();
@@ -418,6 +442,9 @@ public final class MigrationSource {
                     throw new TimeoutException();
                 }
                 Msg m = link.receive(Duration.ofNanos(left), null);
+                if (m instanceof Msg.RoundApplied a) {
+                    appliedThrough = Math.max(appliedThrough, a.round());
+                }
                 if (m instanceof Msg.RoundApplied a && a.round() >= round) {
                     rep.phase("round " + round + " wait applied", (System.nanoTime() - w0) / 1e6);
                     return true;
