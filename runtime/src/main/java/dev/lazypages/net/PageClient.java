@@ -157,6 +157,8 @@ public final class PageClient implements AutoCloseable {
             c.fault = c.new Conn(KIND_FAULT, group.next());
             c.bulk = c.new Conn(KIND_BULK, group.next());
             c.bulk.loop.execute(CpuYield::thisThread); // its loop receives and copies bulk pages: faults go first
+            long spin = SpinThenBlock.spinNanos(SpinThenBlock.CLIENT_PROPERTY, SpinThenBlock.CLIENT_DEFAULT_MICROS);
+            c.fault.loop.execute(() -> SpinThenBlock.enableHere(spin)); // the next fault, read without a wake-up
             c.fault.first();
             c.bulk.first();
             return c;

@@ -252,6 +252,9 @@ public final class PageServer implements AutoCloseable {
                 return;
             }
             kind = r.flags();
+            if (kind == KIND_FAULT) {
+                SpinThenBlock.enableHere(SpinThenBlock.spinNanos(SpinThenBlock.SERVER_PROPERTY, 0));
+            }
             lastActivity = System.nanoTime();
             authTimeout.cancel(false);
             LOG.log(System.Logger.Level.DEBUG, "page client {0} connected ({1})", ctx.channel().remoteAddress(),

@@ -68,7 +68,8 @@ final class Transport {
             Class<?> epoll = Class.forName("io.netty.channel.epoll.Epoll");
             if ((Boolean) epoll.getMethod("isAvailable").invoke(null)) {
                 IoHandlerFactory f = (IoHandlerFactory) Class.forName("io.netty.channel.epoll.EpollIoHandler")
-                        .getMethod("newFactory").invoke(null);
+                        .getMethod("newFactory", int.class, io.netty.channel.SelectStrategyFactory.class)
+                        .invoke(null, 0, SpinThenBlock.FACTORY);
                 return new Epoll(f,
                         (Class<? extends io.netty.channel.Channel>) Class.forName("io.netty.channel.epoll.EpollSocketChannel"),
                         (Class<? extends ServerChannel>) Class.forName("io.netty.channel.epoll.EpollServerSocketChannel"));
