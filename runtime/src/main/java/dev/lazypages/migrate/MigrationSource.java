@@ -386,9 +386,12 @@ public final class MigrationSource {
             }
             // the freeze comes after this round unless a catch-up round follows: first let the
             // destination write it into the warm process, so that the freeze leaves it nothing of the rounds
+            long w0 = System.nanoTime();
             long pending = awaitApplied(link, n, applyWaitMillis(roundMillis, appliedThrough))
                     ? s.collect().pendingPages() : c.pendingPages();
-            if (catchUpRound(stopped, n, pending, catchUpFrom)) {
+            // it waited longer than the round took, and the destination has caught up: what was dirtied meanwhile
+            boolean grewWhileWaiting = appliedThrough >= n && (System.nanoTime() - w0) / 1e6 > ms;
+            if (catchUpRound(stopped, n, pending, catchUpFrom, grewWhileWaiting)) {
                 rep.stopDetail += String.format(Locale.ROOT, "; catch-up round %d of the %d pages dirtied", n + 1, pending);
                 say("pre-copy: %s; catch-up round %d of the %d dirty pages, so that the freeze leaves only what it dirties",
                         catchUpFrom < 0 ? stopped.reason() + " (" + stopped.detail() + ")" : "still too many dirty pages",
@@ -481,12 +484,23 @@ public final class MigrationSource {
      * dirtied during the last one. Only when the policy stopped because pre-copy converged (not on
      * the user's round limit, not when the process dirties as fast as rounds copy), within the
      * round limit, while the dirty set is above {@link #CATCH_UP_PAGES} and the previous catch-up
-     * round ({@code from} pages, -1: none yet) shrank it.
+     * round ({@code from} pages, -1: none yet) shrank it. Also, whatever the policy's reason and
+     * however large the set was before, when it grew while the source waited for the destination
+     * to write the rounds and the destination has now caught up (the wait took longer than the
+     * round: at 4 GiB on this 2-core VM the destination wrote round 1 in 9-12 s, and 4-5 s of
+     * waiting left 48-53 MiB to the freeze where a catch-up round leaves 3-5): that growth is the
+     * wait's, not the workload's, and the next wait is short. The round limit still bounds it.
      */
-    private boolean catchUpRound(ConvergencePolicy.Decision d, int rounds, long pending, long from) {
-        boolean converged = ConvergencePolicy.GOAL_REACHED.equals(d.reason()) || ConvergencePolicy.DOWNTIME_LIMIT.equals(d.reason());
-        return o.mode() == MigrationMode.HYBRID && converged && rounds < o.limits().maxIterations() && pending > CATCH_UP_PAGES
-                && (from < 0 || pending < from / 2);
+    private boolean catchUpRound(ConvergencePolicy.Decision d, int rounds, long pending, long from, boolean grewWhileWaiting) {
+        return catchUp(o.mode(), d.reason(), grewWhileWaiting, rounds, o.limits().maxIterations(), pending, from);
+    }
+
+    /** {@link #catchUpRound}, on plain values. */
+    static boolean catchUp(MigrationMode mode, String reason, boolean grewWhileWaiting, int rounds, int maxIterations,
+                           long pending, long from) {
+        boolean converged = ConvergencePolicy.GOAL_REACHED.equals(reason) || ConvergencePolicy.DOWNTIME_LIMIT.equals(reason);
+        return mode == MigrationMode.HYBRID && (converged || grewWhileWaiting) && rounds < maxIterations
+                && pending > CATCH_UP_PAGES && (from < 0 || pending < from / 2 || grewWhileWaiting);
     }
 
     /**
