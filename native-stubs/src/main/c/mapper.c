@@ -8,6 +8,8 @@
  * and prints (stdout, line buffered):
  *   READY pid=<pid>
  *   BASE addr=0x<hex> len=<bytes>
+ *   FILE addr=0x<hex> len=<bytes>           the first page of its own executable, mapped
+ *                                             private and writable; that page is written
  * Then each SIGUSR1 performs the next step of a fixed script and prints one line:
  *   STEP 1 mmap addr=0x<a> len=<n>            new anonymous private mapping, every page written
  *   STEP 2 write addr=0x<base> pages=<k> at=<i,j,...>
@@ -21,14 +23,15 @@
  *                                             writes every page of [o, n)
  *   STEP 6 brk old=0x<o> new=0x<n>            shrinks the heap back to o
  *   IDLE step=<n>                             any later SIGUSR1: nothing changes
- * SIGUSR2, at any time, frees pages 7 and 8 of BASE with madvise(MADV_DONTNEED) (they read
- * zero from then on) and prints
- *   ZAP addr=0x<base> pages=7,8
+ * SIGUSR2, at any time, frees pages 7 and 8 of BASE and the page of FILE with
+ * madvise(MADV_DONTNEED) (BASE's read zero from then on, FILE's the file again) and prints
+ *   ZAP addr=0x<base> pages=7,8 file=0x<file>
  * Between steps it waits in sigwaitinfo and touches no memory of its own regions.
  * SIGTERM/SIGINT: prints EXIT and exits 0. Exit status 1 on a failed call, 2 on bad arguments.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,7 +76,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: mapper [--help]\n"
                "Maps a %d-page region, prints READY and BASE, then on each SIGUSR1 performs the next\n"
                "layout change (mmap, write, munmap, mremap, brk grow, brk shrink) and prints a STEP line;\n"
-               "SIGUSR2 frees pages %d and %d of the region (madvise MADV_DONTNEED) and prints ZAP.\n",
+               "SIGUSR2 frees pages %d and %d of the region and the written page of a private mapping of\n"
+               "its own executable (madvise MADV_DONTNEED) and prints ZAP.\n",
             BASE_PAGES, ZAP_FIRST, ZAP_FIRST + 1);
 }
 
@@ -104,8 +108,19 @@ int main(int argc, char **argv) {
     for (int i = 0; i < BASE_PAGES; i++) {
         write_page(base + (size_t) i * page_size, (unsigned) i);
     }
+    int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (exe < 0) {
+        die("open /proc/self/exe");
+    }
+    unsigned char *file = mmap(NULL, (size_t) page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, exe, 0);
+    if (file == MAP_FAILED) {
+        die("mmap /proc/self/exe");
+    }
+    close(exe);
+    write_page(file, 500u); /* an anonymous copy of the file's page from now on */
     printf("READY pid=%d\n", (int) getpid());
     printf("BASE addr=%p len=%zu\n", (void *) base, base_len);
+    printf("FILE addr=%p len=%zu\n", (void *) file, (size_t) page_size);
 
     unsigned char *step1 = NULL;
     size_t step1_len = (size_t) STEP1_PAGES * page_size;
@@ -121,10 +136,11 @@ int main(int argc, char **argv) {
             die("sigwaitinfo");
         }
         if (sig == SIGUSR2) {
-            if (madvise(base + ZAP_FIRST * (size_t) page_size, ZAP_PAGES * (size_t) page_size, MADV_DONTNEED) != 0) {
+            if (madvise(base + ZAP_FIRST * (size_t) page_size, ZAP_PAGES * (size_t) page_size, MADV_DONTNEED) != 0
+                || madvise(file, (size_t) page_size, MADV_DONTNEED) != 0) {
                 die("madvise");
             }
-            printf("ZAP addr=%p pages=%d,%d\n", (void *) base, ZAP_FIRST, ZAP_FIRST + 1);
+            printf("ZAP addr=%p pages=%d,%d file=%p\n", (void *) base, ZAP_FIRST, ZAP_FIRST + 1, (void *) file);
             continue;
         }
         if (sig != SIGUSR1) {

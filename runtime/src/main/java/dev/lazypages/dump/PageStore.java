@@ -47,7 +47,10 @@ final class PageStore {
      *                    tracker saw written are selected. A page in swap that is neither was not
      *                    populated when the tracker was armed (the arm round selects before it
      *                    arms, see {@code preselected}) and was not written since: it cannot be
-     *                    in swap, so it is a marker
+     *                    in swap, so it is a marker. In a private file mapping a written page that
+     *                    the process frees with madvise(DONTNEED) reads the file again and gets a
+     *                    marker too (anonymous memory gets an empty PTE, which reads as written):
+     *                    there a swapped-only page is never left IN_PARENT, it is read as it is
      * @param trustHeld   the process is frozen and was collected after it froze (a final dump):
      *                    a page of tracked anonymous memory that the parent holds and the tracker
      *                    did not see written is populated as the parent has it, because every way
@@ -130,6 +133,7 @@ final class PageStore {
                 PageSpans vTracked = tracked != null ? tracked.clip(v.start(), v.end()) : none;
                 PageSpans vDirty = dirty != null ? dirty.clip(v.start(), v.end()) : none;
                 PageSpans selected;
+                PageSpans swapped = PageSpans.EMPTY; // swapped-only pages, when markers are told apart
                 if (hints.preselected() != null) {
                     selected = hints.preselected().clip(v.start(), v.end());
                 } else if (hints.trustHeld() && incremental && !privateFile) {
@@ -147,8 +151,8 @@ final class PageStore {
                     scanned += v.end() - v.start();
                     selected = PageSpans.of(runs, pageSize);
                     if (swapOnly.count() > 0) {
-                        PageSpans neverTouched = PageSpans.of(swapOnly, pageSize).intersect(vTracked).subtract(vHeld)
-                                .subtract(vDirty);
+                        swapped = PageSpans.of(swapOnly, pageSize);
+                        PageSpans neverTouched = swapped.intersect(vTracked).subtract(vHeld).subtract(vDirty);
                         selected = selected.subtract(neverTouched);
                     }
                 }
@@ -159,6 +163,11 @@ final class PageStore {
                 PageSpans toCopy = selected;
                 if (incremental) {
                     PageSpans keep = selected.intersect(vHeld).intersect(vTracked).subtract(vDirty);
+                    if (privateFile && !swapped.isEmpty()) {
+                        // in a file mapping, madvise(DONTNEED) of a written page leaves a marker (it reads the
+                        // file again), not an empty PTE: never IN_PARENT, read as it is now
+                        keep = keep.subtract(swapped);
+                    }
                     if (!keep.isEmpty()) {
                         for (int i = 0; i < keep.count(); i++) {
                             addInParent(writer, pid, keep.start(i), keep.end(i), pageSize);

@@ -155,7 +155,9 @@ class WarmRestoreTest {
      * Pages the source frees (madvise DONTNEED) after the last round are held by the parent
      * image and not written since: the final dump, which with pagemap-scan walks only the dirty
      * pages' page tables (PreCopyTest), must still leave them out (the tracker reports an
-     * emptied PTE as written), so that they read zero at the destination, lazily or not.
+     * emptied PTE as written), so that they read zero at the destination, lazily or not. A freed
+     * written page of a private file mapping reads the file again (a uffd-wp marker, which
+     * looks like a page in swap, is left there): it must not stay IN_PARENT with the old data.
      */
     @ParameterizedTest(name = "lazy={0}")
     @CsvSource({"false", "true"})
@@ -163,6 +165,8 @@ class WarmRestoreTest {
         try (Stubs.Running m = Stubs.spawn("mapper")) {
             String baseLine = m.awaitLine(l -> l.startsWith("BASE "), TIMEOUT);
             long base = Long.decode(baseLine.replaceAll(".*addr=(0x[0-9a-f]+).*", "$1"));
+            long file = Long.decode(m.awaitLine(l -> l.startsWith("FILE "), TIMEOUT).replaceAll(".*addr=(0x[0-9a-f]+).*", "$1"));
+            byte[] fileHead = java.util.Arrays.copyOf(Files.readAllBytes(Path.of("/proc/" + m.pid() + "/exe")), (int) PS);
             FrozenProcess f;
             WarmRestore warm;
             try (PreCopySession s = PreCopySession.start(m.pid(), "pagemap-scan", null)) {
@@ -197,6 +201,10 @@ class WarmRestoreTest {
                             assertEquals(i == 7 || i == 8, zero, "page " + i + " of BASE reads "
                                     + (zero ? "zero" : "data") + " after the restore");
                         }
+                        mem.seek(file);
+                        mem.readFully(page);
+                        assertTrue(java.util.Arrays.equals(fileHead, page),
+                                "the freed page of the private file mapping reads the file again, not the data written there");
                     }
                     assertEquals(want, snapshot(r.pid(), rseq), "layout and memory as at the source's freeze");
                     f.commitAndKill();
