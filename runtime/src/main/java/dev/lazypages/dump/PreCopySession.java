@@ -36,8 +36,10 @@ import java.util.function.Consumer;
  *
  * <p>Invariant behind IN_PARENT: a page of image k that the tracker has not seen written since
  * the collect that started round k reads, through the chain, as it is now. Round 1 copies after
- * arm; round k copies the pages dirtied since round k-1's collect, after collecting them; so a
- * page written during a copy is always in the next collect. A page is left IN_PARENT only when
+ * arm (its pages selected just before the arm, in the same freeze: a tracker that leaves
+ * markers makes never-touched pages look swapped afterwards); round k copies the pages dirtied
+ * since round k-1's collect, after collecting them; so a page written during a copy is always in
+ * the next collect. A page is left IN_PARENT only when
  * the parent holds it, the tracker watched its memory and did not see it written; everything
  * else selected is copied; pages no longer present are left out.
  *

@@ -24,6 +24,9 @@ import java.util.List;
  * ({@link TrackedVmas}). WP_ASYNC makes the kernel resolve write faults itself (no thread ever
  * waits on us) by dropping the page's uffd-wp bit; WP_UNPOPULATED puts markers on pages never
  * touched, so a read fault maps the zero page still protected and is not taken for a write.
+ * Pagemap reports those markers as swapped pages ({@link #leavesMarkers}): whoever selects
+ * pages to store must tell them apart (the dump package selects before it arms, and later
+ * leaves out swapped-only pages that neither the parent holds nor a collect reported).
  * With WP_ASYNC the kernel lets any memory type register in WP-only mode, private file mappings
  * included (verified here on 6.18 by {@code PagemapScanTrackerTest}); a VMA that refuses anyway
  * (VM_IO, VM_PFNMAP, MAP_DROPPABLE) is reported entirely dirty in every round.
