@@ -62,7 +62,8 @@ import org.HdrHistogram.Recorder;
  * stored pages not yet delivered and asks for them in requests of
  * {@link Options#backgroundChunkPages}, {@link Options#backgroundRequests} in flight (more when
  * they are smaller: the window counts pages), copied on
- * arrival by the BULK event loop; after a fault its walk jumps to the pages following the fault
+ * arrival by the BULK event loop, which the fault event loop helps (when it serves the uffd) by
+ * copying slices of the delivery between two polls that found no event ({@link CopyJob}); after a fault its walk jumps to the pages following the fault
  * and goes on from there (first with a request of at most {@link Options#prefetchAroundPages}),
  * and it never asks twice in one pass for a page (its own {@code asked} bitmap: a page in flight is
  * not done yet, and asking again would send it twice); whatever is still pending at the end of a
@@ -262,6 +263,12 @@ public final class LazyPageServer implements AutoCloseable {
     private final AtomicInteger backgroundInFlight = new AtomicInteger();
     /** The pages of those reads not yet delivered. */
     private final AtomicLong backgroundPagesInFlight = new AtomicLong();
+    /**
+     * {@code -Dlazypages.faultLoopHelps=false}: the fault event loop never copies background
+     * deliveries between faults ({@link CopyJob}); for comparison.
+     */
+    static final String HELP_PROPERTY = "lazypages.faultLoopHelps";
+    private static final boolean HELP_ON_LOOP = !"false".equalsIgnoreCase(System.getProperty(HELP_PROPERTY, "true").trim());
     /** Small background reads in flight per full-size one the window allows (see awaitBackgroundWindow). */
     private static final int MAX_REQUESTS_PER_FULL_REQUEST = 16;
     /** A fault this close (pages) to where a recent one ended counts as sequential: it gets the prefetch. */
@@ -611,6 +618,11 @@ public final class LazyPageServer implements AutoCloseable {
         try {
             LoopFaults lf = new LoopFaults(loop);
             FaultLoop.Watch w = loop.watch(uffd.fd(), lf::readable);
+            if (HELP_ON_LOOP) {
+                loop.whileIdle(this::helpOnce);
+                helper = loop;
+                helped = true;
+            }
             try {
                 final long timeout = options.pollTimeoutMillis() * 1_000_000L;
                 while (!stopping && pending.get() > 0 && !targetGone) {
@@ -624,6 +636,11 @@ public final class LazyPageServer implements AutoCloseable {
                 }
             } finally {
                 step = "taking the uffd off the fault event loop";
+                if (helped) {
+                    helped = false;
+                    helper = null;
+                    loop.whileIdle(null); // before the cancel's task: no help from then on
+                }
                 w.cancel(); // from here on only this thread reads the loop-side counters (the cancel's task orders them)
             }
         } catch (Throwable t) {
@@ -1186,11 +1203,14 @@ public final class LazyPageServer implements AutoCloseable {
         }
     }
 
-    /** Background pages arriving from the network: copied right there, on the delivering thread. */
+    /**
+     * Background pages arriving from the network: copied right there, on the delivering thread,
+     * which the fault event loop helps with while it has nothing else to do ({@link CopyJob}).
+     */
     private final LazySource.Delivery backgroundDelivery = new LazySource.Delivery() {
         @Override
         public void pages(long vaddr, int nrPages, long address) {
-            copyImage(vaddr, nrPages, address, false);
+            copyShared(vaddr, nrPages, address);
             backgroundPagesInFlight.addAndGet(-nrPages);
         }
 
@@ -1247,6 +1267,97 @@ public final class LazyPageServer implements AutoCloseable {
         public void failed(Throwable cause) {
             fail("reading the pages of a fault at 0x" + Long.toHexString(page) + " from the source", cause);
             faultsInFlight.decrementAndGet();
+        }
+    }
+
+    /**
+     * A background delivery being copied, split into slices of {@link Options#backgroundCopyPages}
+     * that threads claim by number: the delivering thread (the BULK event loop) claims them one
+     * after the other, and the fault event loop, between two polls of its fds when no event is
+     * ready (instead of only spinning: {@link FaultLoop#whileIdle}), claims one at a time. So on
+     * a machine with few cores the time the fault loop would spin waiting for the next fault
+     * copies pages, and the BULK loop's receive and the copies overlap. The delivering thread
+     * returns (and the network buffer is released) only after every slice is finished.
+     */
+    private static final class CopyJob {
+        final long img;
+        final int pages;
+        final long src;
+        final int slicePages;
+        final int slices;
+        final AtomicInteger next = new AtomicInteger();
+        final AtomicInteger finished = new AtomicInteger();
+
+        CopyJob(long img, int pages, long src, int slicePages) {
+            this.img = img;
+            this.pages = pages;
+            this.src = src;
+            this.slicePages = slicePages;
+            this.slices = (pages + slicePages - 1) / slicePages;
+        }
+    }
+
+    /** The delivery the fault loop may help with, or null; one at a time. */
+    private final java.util.concurrent.atomic.AtomicReference<CopyJob> helpJob = new java.util.concurrent.atomic.AtomicReference<>();
+    /** Whether a fault event loop helps (set on it in watchOnLoop). */
+    private volatile boolean helped;
+    /** That loop (while helped), woken for each job so it helps even when no fault woke it. */
+    private volatile FaultLoop helper;
+    /** Pages the fault loop copied for background deliveries. */
+    private final AtomicLong pagesByHelper = new AtomicLong();
+
+    /** copyImage for a background delivery, with the fault loop's help when it has some to give. */
+    private void copyShared(long img, int n, long src) {
+        int slice = options.backgroundCopyPages();
+        CopyJob j;
+        if (!helped || n <= slice || !helpJob.compareAndSet(null, j = new CopyJob(img, n, src, slice))) {
+            copyImage(img, n, src, false);
+            return;
+        }
+        FaultLoop h = helper;
+        if (h != null) {
+            h.wake(); // asleep (no fault for a while): the job is its idle work now
+        }
+        try {
+            while (copyOneSlice(j, false)) {
+                // claim the next
+            }
+        } finally {
+            helpJob.set(null);
+            for (int spins = 0; j.finished.get() < j.slices; spins++) {
+                backOff(spins); // a slice the fault loop claimed is still being copied
+            }
+        }
+    }
+
+    /** Claims and copies one slice of {@code j}; false when none was left. */
+    private boolean copyOneSlice(CopyJob j, boolean helper) {
+        int k = j.next.getAndIncrement();
+        if (k >= j.slices) {
+            return false;
+        }
+        try {
+            long off = (long) k * j.slicePages;
+            int n = (int) Math.min(j.slicePages, j.pages - off);
+            long got = copyImage(j.img + (off << shift), n, j.src + (off << shift), false);
+            if (helper && got > 0) {
+                pagesByHelper.addAndGet(got);
+            }
+        } finally {
+            j.finished.incrementAndGet();
+        }
+        return true;
+    }
+
+    /** The fault loop's idle work: one slice of the delivery being copied, if any (false: nothing to do). */
+    private boolean helpOnce() {
+        CopyJob j = helpJob.get();
+        try {
+            return j != null && !stopping && copyOneSlice(j, true);
+        } catch (RuntimeException | Error e) { // never out into the event loop (it would log it and sleep)
+            fail("fault event loop, copying background pages", e);
+            LockSupport.unpark(faultThread); // the watch thread takes the uffd off the loop now
+            return false;
         }
     }
 
@@ -1545,7 +1656,7 @@ public final class LazyPageServer implements AutoCloseable {
         return new LazyStats(faults, faultsCopied.get(), zeroPages, faultsAlreadyThere, pagesByFault.get(), pagesByBackground.get(),
                 pagesDropped.get(), pagesFoundPresent.get(), bytesByFault.get() + bytesByBackground.get(), retries, removes, unmaps, remaps, forksNotServed,
                 copyLatency.getIntervalHistogram(), zeroLatency.getIntervalHistogram(), mibps,
-                Duration.ofNanos(end - startedAt), targetGone, forksServed, List.copyOf(kids));
+                Duration.ofNanos(end - startedAt), targetGone, forksServed, List.copyOf(kids), pagesByHelper.get());
     }
 
     /**

@@ -32,12 +32,14 @@ import org.HdrHistogram.Histogram;
  * @param targetExited        the process went away (ESRCH, or its pid vanished) before completion
  * @param forksServed         UFFD_EVENT_FORK events whose child got its own server
  * @param children            the statistics of those child servers (each with its own children), in fork order
+ * @param pagesByFaultLoopHelp of {@code pagesByBackground}, the pages the fault event loop copied between
+ *                            faults, helping the BULK loop with its deliveries
  */
 public record LazyStats(long faults, long faultsCopied, long zeroPages, long faultsAlreadyThere, long pagesByFault,
                         long pagesByBackground, long pagesDropped, long pagesFoundPresent, long bytesCopied, long retries, long removes,
                         long unmaps, long remaps, long forksNotServed, Histogram copyLatency, Histogram zeroLatency,
                         double backgroundMiBps, Duration timeToCompletion, boolean targetExited,
-                        long forksServed, java.util.List<LazyStats> children) {
+                        long forksServed, java.util.List<LazyStats> children, long pagesByFaultLoopHelp) {
 
     /** A percentile (0-100) of the copy-fault latency, in µs. */
     public double copyMicros(double percentile) {
@@ -66,6 +68,7 @@ public record LazyStats(long faults, long faultsCopied, long zeroPages, long fau
     public String toString() {
         return "faults=" + faults + " (copied " + faultsCopied + ", zero " + zeroPages + ", already there "
                 + faultsAlreadyThere + "), pages by fault " + pagesByFault + ", by background " + pagesByBackground
+                + (pagesByFaultLoopHelp > 0 ? " (" + pagesByFaultLoopHelp + " of them copied by the fault loop)" : "")
                 + ", dropped " + pagesDropped + ", found present " + pagesFoundPresent + ", bytes " + bytesCopied + ", retries " + retries + ", events remove="
                 + removes + " unmap=" + unmaps + " remap=" + remaps + " fork(served)=" + forksServed + " fork(not served)=" + forksNotServed
                 + ", copy latency " + percentiles(copyLatency) + ", zero latency " + percentiles(zeroLatency)

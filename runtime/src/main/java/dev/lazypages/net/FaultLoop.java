@@ -44,6 +44,28 @@ public final class FaultLoop {
         loop.schedule(task, delayNanos, TimeUnit.NANOSECONDS);
     }
 
+    /**
+     * Gives the loop work to do between two polls of its fds when no event is ready, instead of
+     * only spinning or sleeping: {@code work} returns true when it did some (the loop then polls
+     * again at once and calls it again), false when there is none (the loop spins, as configured,
+     * or sleeps). Each call must be short: an event that comes meanwhile waits for it. Null takes
+     * it away. Takes effect on the loop, after the tasks queued before it.
+     */
+    public void whileIdle(java.util.function.BooleanSupplier work) {
+        loop.execute(() -> SpinThenBlock.idleWorkHere(work));
+    }
+
+    /** Wakes the loop if it sleeps in epoll_wait (so that it looks for {@link #whileIdle} work); cheap if it does not. */
+    public void wake() {
+        try {
+            loop.execute(NOTHING);
+        } catch (RejectedExecutionException e) {
+            // shutting down: nothing to help with any more
+        }
+    }
+
+    private static final Runnable NOTHING = () -> { };
+
     /** Whether the loop is shutting down or gone (its page client closed): it serves nothing any more. */
     public boolean isShuttingDown() {
         return loop.isShuttingDown();

@@ -3,6 +3,7 @@ package dev.lazypages.net;
 import io.netty.channel.SelectStrategy;
 import io.netty.channel.SelectStrategyFactory;
 import io.netty.util.IntSupplier;
+import java.util.function.BooleanSupplier;
 
 /**
  * An event loop's select strategy that, on a loop that asked for it ({@link #enableHere}), keeps
@@ -28,6 +29,8 @@ final class SpinThenBlock implements SelectStrategy {
     }
     /** Loops that spin: set on the loop's own thread. */
     private static final ThreadLocal<long[]> SPIN = new ThreadLocal<>();
+    /** Loops that have work for when no event is ready ({@link FaultLoop#whileIdle}): set on the loop's own thread. */
+    private static final ThreadLocal<BooleanSupplier> IDLE = new ThreadLocal<>();
 
     static final SelectStrategyFactory FACTORY = SpinThenBlock::new;
 
@@ -36,6 +39,15 @@ final class SpinThenBlock implements SelectStrategy {
     /** Makes the calling event loop spin for {@code spinNanos} after each event (0: off). */
     static void enableHere(long spinNanos) {
         SPIN.set(spinNanos > 0 ? new long[] {spinNanos} : null);
+    }
+
+    /** Gives the calling event loop {@code work} for when no event is ready (null: none). */
+    static void idleWorkHere(BooleanSupplier work) {
+        if (work == null) {
+            IDLE.remove();
+        } else {
+            IDLE.set(work);
+        }
     }
 
     @Override
@@ -48,7 +60,8 @@ final class SpinThenBlock implements SelectStrategy {
             }
             return n;
         }
-        if (spin == null) {
+        BooleanSupplier work = IDLE.get();
+        if (spin == null && work == null) {
             return SelectStrategy.SELECT;
         }
         int n = selectSupplier.get();
@@ -57,7 +70,10 @@ final class SpinThenBlock implements SelectStrategy {
             lastEvent = now;
             return n;
         }
-        if (now - lastEvent < spin[0]) {
+        if (work != null && work.getAsBoolean()) {
+            return SelectStrategy.CONTINUE; // did some: poll again, then maybe more
+        }
+        if (spin != null && now - lastEvent < spin[0]) {
             Thread.onSpinWait();
             return SelectStrategy.CONTINUE;
         }

@@ -89,6 +89,9 @@ class RemoteLazySourceTest {
         return stored.get(page) ? LazyFixture.page(SEED, base + (long) page * PS) : new byte[PS];
     }
 
+    /** The statistics of the last serveRemotely. */
+    private LazyStats lastStats;
+
     private void serveRemotely(int pages, BitSet stored, LazyPageServer.Options options, int[] touch) throws Exception {
         serveRemotely(pages, stored, options, touch, new Generated(), false);
     }
@@ -138,6 +141,7 @@ class RemoteLazySourceTest {
                     "page " + touch[i] + " as the fault saw it");
         }
         LazyStats st = server.completion().get(60, TimeUnit.SECONDS);
+        lastStats = st;
         for (int p = 0; p < pages; p++) {
             assertArrayEquals(expected(stored, base, p), LazyFixture.read(mem, p), "page " + p + " after completion");
         }
@@ -221,6 +225,22 @@ class RemoteLazySourceTest {
         stored.set(1501);
         stored.set(1600, 2048);
         serveRemotely(pages, stored, LazyPageServer.Options.defaults(), new int[] {5, 1800, 705, 1501, 2047});
+    }
+
+    @Test
+    void theFaultLoopCopiesPartOfTheBackgroundDeliveriesAndEveryPageArrivesIntact() throws Exception {
+        int pages = 32_768; // 128 MiB: 128 deliveries of 1 MiB, each split into 16-page slices the fault loop may take
+        BitSet stored = new BitSet();
+        stored.set(0, pages);
+        stored.clear(5000, 5003); // a hole: slices that skip pages nobody stored
+        int[] touch = new int[64];
+        for (int i = 0; i < touch.length; i++) {
+            touch[i] = (i * 7919) % pages;
+        }
+        serveRemotely(pages, stored, LazyPageServer.Options.defaults(), touch, new Generated(), true);
+        LazyStats st = lastStats;
+        assertTrue(st.pagesByFaultLoopHelp() > 0, "the fault loop copied background pages between faults: " + st);
+        assertTrue(st.pagesByFaultLoopHelp() <= st.pagesByBackground(), st.toString());
     }
 
     @Test

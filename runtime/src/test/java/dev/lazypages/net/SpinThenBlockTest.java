@@ -47,6 +47,31 @@ class SpinThenBlockTest {
     }
 
     @Test
+    void idleWorkRunsWhenNoEventIsReadyAndThePollComesFirst() throws Exception {
+        AtomicInteger left = new AtomicInteger(3);
+        AtomicInteger calls = new AtomicInteger();
+        SpinThenBlock.idleWorkHere(() -> {
+            calls.incrementAndGet();
+            return left.getAndDecrement() > 0;
+        });
+        try {
+            SpinThenBlock s = new SpinThenBlock(); // no spin: only the idle work keeps it polling
+            assertEquals(4, s.calculateStrategy(() -> 4, false), "events first: no idle work before they are handled");
+            assertEquals(0, calls.get());
+            for (int i = 0; i < 3; i++) {
+                assertEquals(SelectStrategy.CONTINUE, s.calculateStrategy(() -> 0, false), "did some work: polls again");
+            }
+            assertEquals(SelectStrategy.SELECT, s.calculateStrategy(() -> 0, false), "no work left, no spin: blocks");
+            assertEquals(4, calls.get());
+        } finally {
+            SpinThenBlock.idleWorkHere(null);
+        }
+        SpinThenBlock s = new SpinThenBlock();
+        assertEquals(SelectStrategy.SELECT, s.calculateStrategy(() -> 0, false), "work taken away: blocks at once");
+        assertEquals(4, calls.get());
+    }
+
+    @Test
     void theSpinComesFromItsPropertyAndIsNeverNegative() {
         assertEquals(200_000, SpinThenBlock.spinNanos("lazypages.test.unset", 200));
         System.setProperty("lazypages.test.spin", "-5");
