@@ -233,6 +233,7 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
         res.note("this JVM during the touches: collections, their time and JIT compilation from the first touch to the last; "
                 + "a round with a collection or with compiles in it has its p99 raised by them (each stall is charged for the "
                 + "touches it held up), so read the p99 rows beside these");
+        res.note(TouchRig.QUIET_NOTE);
         res.note("machine: " + machine + "; other work on the machine shares its CPUs: p99 and above are noisy, compare ratios "
                 + "within one run");
         res.put("config", Map.of("pages", c.pages(), "touches", c.touches(), "interval_us", c.intervalMicros(), "repeat",

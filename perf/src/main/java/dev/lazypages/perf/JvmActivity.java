@@ -3,6 +3,11 @@ package dev.lazypages.perf;
 import java.lang.management.CompilationMXBean;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
+import java.io.IOException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * What this JVM's own machinery did over a window: collections (count and time, as the
@@ -31,5 +36,62 @@ public record JvmActivity(long gcCount, long gcMillis, long jitMillis) {
     public JvmActivity since(JvmActivity earlier) {
         return new JvmActivity(gcCount - earlier.gcCount, gcMillis - earlier.gcMillis,
                 jitMillis < 0 || earlier.jitMillis < 0 ? -1 : jitMillis - earlier.jitMillis);
+    }
+
+    /** Polling period of {@link #awaitQuietCompilers}. */
+    private static final long QUIET_POLL_NANOS = 10_000_000;
+
+    /**
+     * Waits until this JVM's JIT compiler threads have used less than 1 ms of CPU over the last
+     * {@code quietMillis}, or {@code maxMillis} passed; returns how long it waited (ms). A
+     * benchmark round calls it before its measured part: compiles that the round's own set-up
+     * (dumping, restoring: code that runs once per round, in a real migration in another JVM or
+     * before the process runs) queued would otherwise run during the touches, beside the
+     * process and the threads that serve it on the same CPUs. What the JIT still does during the
+     * touches is reported as before.
+     */
+    public static long awaitQuietCompilers(long quietMillis, long maxMillis) {
+        long t0 = System.nanoTime();
+        long deadline = t0 + maxMillis * 1_000_000;
+        int window = (int) Math.max(1, quietMillis * 1_000_000 / QUIET_POLL_NANOS);
+        long[] ring = new long[window + 1];
+        int n = 0;
+        while (true) {
+            long cpu = compilerCpuNanos();
+            if (cpu < 0) {
+                return 0; // no /proc: nothing to wait for
+            }
+            ring[n % ring.length] = cpu;
+            n++;
+            if (n > window && cpu - ring[n % ring.length] < 1_000_000) {
+                break; // less than 1 ms over the window
+            }
+            if (System.nanoTime() - deadline > 0) {
+                break;
+            }
+            LockSupport.parkNanos(QUIET_POLL_NANOS);
+        }
+        return (System.nanoTime() - t0) / 1_000_000;
+    }
+
+    /** CPU time of this JVM's C1/C2/JVMCI compiler threads (/proc/self/task/T/schedstat), in ns; -1 without it. */
+    static long compilerCpuNanos() {
+        long nanos = 0;
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(Path.of("/proc/self/task"))) {
+            for (Path t : ds) {
+                try {
+                    String comm = Files.readString(t.resolve("comm")).strip();
+                    if (comm.startsWith("C1 CompilerThre") || comm.startsWith("C2 CompilerThre") || comm.startsWith("JVMCI")) {
+                        String s = Files.readString(t.resolve("schedstat")); // "run-ns wait-ns timeslices"
+                        nanos += Long.parseLong(s.substring(0, s.indexOf(' ')));
+                    }
+                } catch (IOException e) {
+                    // the thread ended
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
+        return nanos;
     }
 }

@@ -25,7 +25,7 @@ import picocli.CommandLine.Mixin;
  * from the transfer's start to every page in (ours: the lazy page server's start to its
  * completion, over every REMOTE page of the process; floor: its bulk stream's start to the
  * last page copied), and pages in over time (ours: the page server's count, floor: the
- * toucher's, every 2 ms) for the transfer-rate plot. One warm-up round, then {@code repeat}.
+ * toucher's, every 2 ms) for the transfer-rate plot. Two warm-up rounds ({@code --quick}: one), then {@code repeat}.
  */
 @Command(name = "postcopy-throughput", mixinStandardHelpOptions = true, versionProvider = Bench.Version.class,
         usageHelpAutoWidth = true,
@@ -43,16 +43,18 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
 
     /**
      * @param pages  region size in pages
-     * @param repeat measured rounds after one warm-up round
-     * @param fullWarmup the warm-up round runs every access pattern; else only the first
+     * @param repeat measured rounds after the warm-up rounds
+     * @param fullWarmup the warm-up rounds run every access pattern; else only the first
+     * @param warmups warm-up rounds: the JIT compiles the transfer's code in them (a round of
+     *                the 1 GiB transfer after a single one still had C2 using 0.3-0.6 CPU-seconds)
      */
-    record Config(int pages, int repeat, long seed, Path stubsDir, Path workDir, boolean fullWarmup) {
+    record Config(int pages, int repeat, long seed, Path stubsDir, Path workDir, boolean fullWarmup, int warmups) {
         static Config full() {
-            return new Config(262_144, 3, 42, null, null, true);
+            return new Config(262_144, 3, 42, null, null, true, 2);
         }
 
         static Config quick() {
-            return new Config(16_384, 1, 42, null, null, false);
+            return new Config(16_384, 1, 42, null, null, false, 1);
         }
     }
 
@@ -62,7 +64,7 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
     @Option(names = "--size-mib", defaultValue = "1024", description = "Region size in MiB (default ${DEFAULT-VALUE}).")
     private int sizeMib;
 
-    @Option(names = "--repeat", defaultValue = "3", description = "Measured rounds, after one warm-up round (default ${DEFAULT-VALUE}).")
+    @Option(names = "--repeat", defaultValue = "3", description = "Measured rounds, after two warm-up rounds (default ${DEFAULT-VALUE}).")
     private int repeat;
 
     @Override
@@ -85,8 +87,8 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
         if (sizeMib < 1 || repeat < 1) {
             throw new IllegalArgumentException("--size-mib and --repeat must be at least 1");
         }
-        Config c = common.quick ? new Config(Config.quick().pages(), Config.quick().repeat(), 42, common.stubsDir, common.workDir, false)
-                : new Config(sizeMib * 256, repeat, 42, common.stubsDir, common.workDir, true);
+        Config c = common.quick ? new Config(Config.quick().pages(), Config.quick().repeat(), 42, common.stubsDir, common.workDir, false, 1)
+                : new Config(sizeMib * 256, repeat, 42, common.stubsDir, common.workDir, true, 2);
         return common.run(this, say -> measure(c, say));
     }
 
@@ -119,7 +121,8 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
             ratio.put(a, new Samples(a + ": ours/floor MiB/s", "×"));
         }
         try (TouchRig rig = new TouchRig(c.stubsDir(), c.workDir(), say)) {
-            for (int i = 0; i <= c.repeat(); i++) {
+            for (int round = 0; round < c.warmups() + c.repeat(); round++) {
+                final int i = round < c.warmups() ? 0 : round - c.warmups() + 1; // 0: a warm-up round
                 for (String a : ACCESS) {
                     if (i == 0 && !c.fullWarmup() && !a.equals(ACCESS[0])) {
                         continue;
@@ -184,16 +187,22 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
                     Reports.medianRatio(mibps.get("ours " + a), mibps.get("floor " + a))));
         }
         res.note(String.format(Locale.ROOT, "%d MiB region, background transfer on, every page touched back to back (bulk: one page), "
-                + "1 warm-up round discarded, %d measured rounds", c.pages() >> 8, c.repeat()));
+                + "%d warm-up round(s) discarded, %d measured rounds", c.pages() >> 8, c.warmups(), c.repeat()));
         res.note("ours counts every REMOTE page of the process (the region plus its code, stack and libraries), from the lazy "
                 + "page server's start to its completion; the floor counts the region, from its bulk stream's start (one "
                 + "request for the whole region) to the last page copied");
         res.note("the floor's bulk thread receives and copies in turn (one thread, 256 KiB at a time, as ours' bulk requests); "
-                + "ours receives on an event loop while its background thread copies: an ours/floor bulk ratio above 1 says "
-                + "ours overlaps the two, not that it passes a physical limit");
+                + "ours receives and copies on its BULK event loop while its fault event loop copies slices of the same "
+                + "deliveries between faults: an ours/floor bulk ratio above 1 says ours overlaps the two, not that it passes "
+                + "a physical limit");
+        res.note(TouchRig.QUIET_NOTE);
+        res.note("each round's detail line (in the progress output and last_runs in the JSON) ends with the CPU time this "
+                + "JVM's threads used from the restore to every page in, by kind (page-client: the destination's FAULT and "
+                + "BULK loops; page-server: the source's loops; page-server-bul: its process_vm_readv thread), and the "
+                + "toucher's");
         res.note("machine: " + machine + "; other work on the machine shares its CPUs: throughput varies from run to run, "
                 + "see min and max");
-        res.put("config", Map.of("pages", c.pages(), "repeat", c.repeat(), "warmup_rounds", 1, "seed", c.seed()));
+        res.put("config", Map.of("pages", c.pages(), "repeat", c.repeat(), "warmup_rounds", c.warmups(), "seed", c.seed()));
         Map<String, String> details = new LinkedHashMap<>();
         last.forEach((k, r) -> details.put(k, r.detail()));
         res.put("last_runs", details);

@@ -107,6 +107,25 @@ public final class TouchRig implements AutoCloseable {
         }
     }
 
+    /** The report's note on {@link #quietCompilers}. */
+    static final String QUIET_NOTE = "before each round (floor and ours alike) this JVM waits until its JIT compilers have "
+            + "used under 1 ms of CPU in 100 ms (at most 3 s; ours: before the restore, and with the background off also "
+            + "after it): the compiles that a round's dump and restore queue (code that runs once per round; in a real "
+            + "migration in the source's JVM, or before the process runs) would otherwise run beside the touches; what the "
+            + "JIT does during the touches is still counted (-D" + "lazybench.quietJit=false: no wait)";
+
+    /** The system property that turns off {@link #quietCompilers} ({@code false}), for comparison. */
+    public static final String QUIET_JIT_PROPERTY = "lazybench.quietJit";
+
+    /**
+     * Before a round's measured part, waits (at most 3 s) until this JVM's JIT compilers have
+     * been quiet for 100 ms ({@link JvmActivity#awaitQuietCompilers}); the ms waited. The floor's
+     * rounds wait too: the compiles an earlier round of ours queued would run beside them.
+     */
+    static long quietCompilers() {
+        return "false".equals(System.getProperty(QUIET_JIT_PROPERTY)) ? 0 : JvmActivity.awaitQuietCompilers(100, 3000);
+    }
+
     /** How long a run may take: every touch a fault over the link, plus slack. */
     private static Duration runTimeout(TouchSpec s) {
         long perFault = 2 * s.delay().toMillis() + 5;
@@ -125,6 +144,7 @@ public final class TouchRig implements AutoCloseable {
         Path log = dir.resolve("toucher.log");
         JvmActivity jvm0;
         JvmActivity jvm;
+        long quietMs;
         try (DelayProxy proxy = s.delay().isZero() ? null : DelayProxy.start(fs.address(), s.delay())) {
             InetSocketAddress at = proxy != null ? proxy.address() : fs.address();
             List<String> cmd = toucherArgs(s, out);
@@ -133,6 +153,7 @@ public final class TouchRig implements AutoCloseable {
             if (s.background()) {
                 cmd.add("--bulk");
             }
+            quietMs = quietCompilers();
             jvm0 = JvmActivity.now();
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
             Duration timeout = runTimeout(s);
@@ -152,7 +173,8 @@ public final class TouchRig implements AutoCloseable {
         }
         long bytes = s.background() ? s.bytes() : 0;
         return new TouchRun("floor", s, t, bytes, t.allInNanos(), t.touchStartNanos() - t.transferStartNanos(), progress,
-                "fault thread " + t.faultPages() + " pages, bulk " + Math.max(0, t.bulkPages()) + " pages", jvm);
+                "fault thread " + t.faultPages() + " pages, bulk " + Math.max(0, t.bulkPages()) + " pages; waited "
+                + quietMs + " ms for a quiet JIT", jvm);
     }
 
     private List<String> toucherArgs(TouchSpec s, Path out) {
@@ -214,9 +236,14 @@ public final class TouchRig implements AutoCloseable {
             }
             handoff = new ImageLazyHandoff(lo);
             sampler = new Sampler(server);
+            long quietMs = quietCompilers(); // the dump's compiles: before the process runs
+            ThreadCpu cpu = ThreadCpu.start();
             Restorer.Result res = Restorer.restore(Restorer.Options.eager(img).withStub(stubsDir).withRemote(remote)
                     .withLazy(new TimedHandoff(handoff, sampler)));
             restored = res.pid();
+            if (!s.background()) {
+                quietMs += quietCompilers(); // the restore's: nothing moves before the first touch
+            }
             JvmActivity jvm0 = JvmActivity.now();
             Files.createFile(go);
             Duration timeout = runTimeout(s);
@@ -236,8 +263,10 @@ public final class TouchRig implements AutoCloseable {
                 }
             }
             sampler.stop();
-            String detail = stats != null ? stats.toString()
-                    : "page server served " + server.servedPages() + " pages in " + server.servedRequests() + " requests";
+            String cpuLine = cpu.since(restored, "toucher");
+            String detail = (stats != null ? stats.toString()
+                    : "page server served " + server.servedPages() + " pages in " + server.servedRequests() + " requests")
+                    + "; waited " + quietMs + " ms for a quiet JIT; " + cpuLine;
             ToucherResult t = ToucherResult.parse(Files.readString(out, StandardCharsets.UTF_8));
             if (stats == null) { // background off: the lazy server completes once its target is gone
                 killToucher(restored);

@@ -58,7 +58,7 @@ class TouchBenchesTest {
 
     @Test
     void throughputBringsEveryPageInForBothPipelinesAndEachAccess() throws Exception {
-        SuiteResult r = ThroughputBench.measure(new ThroughputBench.Config(8_192, 1, 42, null, null, false), progress::add);
+        SuiteResult r = ThroughputBench.measure(new ThroughputBench.Config(8_192, 1, 42, null, null, false, 1), progress::add);
         Map<String, Double> medians = medians(r);
         for (String a : ThroughputBench.accessPatterns()) {
             assertPositive(medians, "floor " + a + ": until every page is in");
