@@ -74,6 +74,8 @@ public final class TouchRig implements AutoCloseable {
     private final boolean ownWork;
     private final Consumer<String> say;
     private final Map<String, FloorServer> floors = new HashMap<>();
+    /** Ours' source side (dump, page server) in a JVM of its own ({@link SourceJvm}). */
+    private final boolean sourceJvm = Boolean.getBoolean(SOURCE_JVM_PROPERTY);
     private int runs;
 
     /**
@@ -106,6 +108,9 @@ public final class TouchRig implements AutoCloseable {
             RestoreBench.deleteTree(dir);
         }
     }
+
+    /** {@code -Dlazybench.sourceJvm=true}: ours' source side runs in a JVM of its own. */
+    public static final String SOURCE_JVM_PROPERTY = "lazybench.sourceJvm";
 
     /** The report's note on {@link #quietCompilers}. */
     static final String QUIET_NOTE = "before each round (floor and ours alike) this JVM waits until its JIT compilers have "
@@ -213,6 +218,7 @@ public final class TouchRig implements AutoCloseable {
         FrozenProcess frozen = null;
         PageServer server = null;
         DelayProxy proxy = null;
+        SourceJvm source = null;
         PageClient client = null;
         RemoteLazySource remote = null;
         ImageLazyHandoff handoff = null;
@@ -220,10 +226,18 @@ public final class TouchRig implements AutoCloseable {
         Sampler sampler = null;
         try {
             awaitLine(pid, log, l -> l.startsWith("READY "), READY_TIMEOUT);
-            frozen = Dumper.dumpLazy(pid, DumpOptions.of(img));
-            String token = Long.toHexString(System.nanoTime()) + Long.toHexString(Double.doubleToLongBits(Math.random()));
-            server = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), provider(frozen), token);
-            InetSocketAddress at = server.localAddress();
+            String token;
+            InetSocketAddress at;
+            if (sourceJvm) {
+                source = SourceJvm.start(pid, img, dir.resolve("source.log"));
+                token = source.token;
+                at = source.address;
+            } else {
+                frozen = Dumper.dumpLazy(pid, DumpOptions.of(img));
+                token = Long.toHexString(System.nanoTime()) + Long.toHexString(Double.doubleToLongBits(Math.random()));
+                server = PageServer.start(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), provider(frozen), token);
+                at = server.localAddress();
+            }
             if (!s.delay().isZero()) {
                 proxy = DelayProxy.start(at, s.delay());
                 at = proxy.address();
@@ -235,7 +249,12 @@ public final class TouchRig implements AutoCloseable {
                 lo = lo.withPrefetchPages(0);
             }
             handoff = new ImageLazyHandoff(lo);
-            sampler = new Sampler(server);
+            ImageLazyHandoff h = handoff;
+            PageServer srv = server;
+            sampler = new Sampler(srv != null ? srv::servedPages : () -> {
+                long p = h.pendingPages(); // delivered pages: the page server's count is in the other JVM
+                return p < 0 ? 0 : h.remotePages() - p;
+            });
             long quietMs = quietCompilers(); // the dump's compiles: before the process runs
             ThreadCpu cpu = ThreadCpu.start();
             Restorer.Result res = Restorer.restore(Restorer.Options.eager(img).withStub(stubsDir).withRemote(remote)
@@ -263,8 +282,9 @@ public final class TouchRig implements AutoCloseable {
                 }
             }
             sampler.stop();
-            String cpuLine = cpu.since(restored, "toucher");
+            String cpuLine = cpu.since(restored, "toucher") + (source != null ? "; source JVM " + source.cpuMillis() : "");
             String detail = (stats != null ? stats.toString()
+                    : server == null ? "page server in its own JVM"
                     : "page server served " + server.servedPages() + " pages in " + server.servedRequests() + " requests")
                     + "; waited " + quietMs + " ms for a quiet JIT; " + cpuLine;
             ToucherResult t = ToucherResult.parse(Files.readString(out, StandardCharsets.UTF_8));
@@ -298,6 +318,9 @@ public final class TouchRig implements AutoCloseable {
             if (client != null) {
                 client.close();
             }
+            if (source != null) {
+                source.close(); // kills the frozen original
+            }
             if (frozen != null) {
                 frozen.commitAndKill();
             } else {
@@ -312,7 +335,7 @@ public final class TouchRig implements AutoCloseable {
         }
     }
 
-    private static PageProvider provider(FrozenProcess frozen) {
+    static PageProvider provider(FrozenProcess frozen) {
         return new PageProvider() {
             @Override
             public int pageSize() {
@@ -341,20 +364,20 @@ public final class TouchRig implements AutoCloseable {
 
     /** Samples the page server's pages served every 2 ms, from the lazy server's start on. */
     private static final class Sampler {
-        private final PageServer server;
+        private final java.util.function.LongSupplier server;
         private final List<long[]> samples = new ArrayList<>();
         private volatile boolean stop;
         private volatile long startNanos;
         private volatile long startPages;
         private Thread thread;
 
-        Sampler(PageServer server) {
-            this.server = server;
+        Sampler(java.util.function.LongSupplier pagesIn) {
+            this.server = pagesIn;
         }
 
         /** The lazy page server is about to start: time zero. */
         void started() {
-            startPages = server.servedPages();
+            startPages = server.getAsLong();
             startNanos = System.nanoTime();
             thread = Thread.ofPlatform().daemon().name("touch-sampler").start(this::loop);
         }
@@ -364,7 +387,7 @@ public final class TouchRig implements AutoCloseable {
             while (!stop) {
                 long now = System.nanoTime();
                 synchronized (samples) {
-                    samples.add(new long[] {now - startNanos, server.servedPages() - startPages});
+                    samples.add(new long[] {now - startNanos, server.getAsLong() - startPages});
                 }
                 next += SAMPLE_NANOS;
                 long wait = next - System.nanoTime();
@@ -387,7 +410,7 @@ public final class TouchRig implements AutoCloseable {
                     Thread.currentThread().interrupt();
                 }
                 synchronized (samples) { // the last one once the transfer is over
-                    samples.add(new long[] {System.nanoTime() - startNanos, server.servedPages() - startPages});
+                    samples.add(new long[] {System.nanoTime() - startNanos, server.getAsLong() - startPages});
                 }
             }
         }

@@ -57,6 +57,23 @@ class TouchBenchesTest {
     }
 
     @Test
+    void oursWithItsSourceInAJvmOfItsOwnServesEveryTouchAndBringsEveryPageIn() throws Exception {
+        System.setProperty(TouchRig.SOURCE_JVM_PROPERTY, "true");
+        TouchRun r;
+        try (TouchRig rig = new TouchRig(null, null, progress::add)) {
+            r = rig.run("ours", new TouchSpec(4096, 100, true, 7, 0, true, true, java.time.Duration.ZERO));
+        } finally {
+            System.clearProperty(TouchRig.SOURCE_JVM_PROPERTY);
+        }
+        TouchBenches.check(r);
+        assertEquals(100, r.toucher().touches());
+        assertTrue(r.allInNanos() > 0 && r.bytesIn() >= 4096L * 4096, "every page in: " + r.bytesIn() + " bytes");
+        assertTrue(r.detail().contains("source JVM "), "the source ran in its own JVM: " + r.detail());
+        assertFalse(r.detail().contains("source JVM -1"), "its CPU time was read while it ran: " + r.detail());
+        assertFalse(r.progress().isEmpty(), "pages in over time, counted at the destination");
+    }
+
+    @Test
     void throughputBringsEveryPageInForBothPipelinesAndEachAccess() throws Exception {
         SuiteResult r = ThroughputBench.measure(new ThroughputBench.Config(8_192, 1, 42, null, null, false, 1), progress::add);
         Map<String, Double> medians = medians(r);

@@ -186,6 +186,11 @@ public final class ImageLazyHandoff implements LazyHandoff, AutoCloseable {
         return server != null;
     }
 
+    /** Stored pages the lazy page server has not delivered (or dropped) yet; -1 before it started. */
+    public synchronized long pendingPages() {
+        return server == null ? -1 : server.pendingPages();
+    }
+
     /** Pages served from the remote source (REMOTE runs of the image); 0 without. */
     public synchronized long remotePages() {
         return remotePages;
