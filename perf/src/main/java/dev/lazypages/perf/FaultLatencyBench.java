@@ -22,8 +22,8 @@ import picocli.CommandLine.Mixin;
  * fixed rate, through our engine and through the C floor ({@link TouchRig}), idle (no
  * background transfer) and while the background transfer runs. Each touch's latency is taken
  * by the toucher itself (the same C code in both pipelines); touches that found their page in
- * already (under {@link TouchRun#HIT_NANOS}: the background was first) are counted apart. One
- * warm-up round, then {@code repeat} rounds, the four variants interleaved in each round so
+ * already (under {@link TouchRun#HIT_NANOS}: the background was first) are counted apart. Three
+ * warm-up rounds ({@code --quick}: one), then {@code repeat} rounds, the four variants interleaved in each round so
  * that the machine's load falls on all of them alike.
  */
 @Command(name = "fault-latency", mixinStandardHelpOptions = true, versionProvider = Bench.Version.class,
@@ -38,17 +38,19 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
      * @param pages          region size in pages
      * @param touches        random pages touched per run
      * @param intervalMicros touch interval (the fixed rate)
-     * @param repeat         measured rounds after one warm-up round
-     * @param fullWarmup     the warm-up round runs every variant; else only the idle ones (one run per pipeline)
+     * @param repeat         measured rounds after the warm-up rounds
+     * @param fullWarmup     the warm-up rounds run every variant; else only the idle ones (one run per pipeline)
+     * @param warmups        warm-up rounds: with one, the JIT still compiled for 0.36-0.49 s during ours' idle
+     *                       touches in the first two measured rounds (the fault path, hot only from then on)
      */
     record Config(int pages, int touches, int intervalMicros, int repeat, long seed, Path stubsDir, Path workDir,
-                  boolean fullWarmup) {
+                  boolean fullWarmup, int warmups) {
         static Config full() {
-            return new Config(262_144, 5_000, 100, 5, 42, null, null, true);
+            return new Config(262_144, 5_000, 100, 5, 42, null, null, true, 3);
         }
 
         static Config quick() {
-            return new Config(32_768, 200, 100, 1, 42, null, null, false);
+            return new Config(32_768, 200, 100, 1, 42, null, null, false, 1);
         }
     }
 
@@ -67,7 +69,7 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
             description = "Touch interval: the fixed rate the toucher drives faults at (default ${DEFAULT-VALUE}).")
     private int intervalMicros;
 
-    @Option(names = "--repeat", defaultValue = "5", description = "Measured rounds, after one warm-up round (default ${DEFAULT-VALUE}).")
+    @Option(names = "--repeat", defaultValue = "5", description = "Measured rounds, after three warm-up rounds (default ${DEFAULT-VALUE}).")
     private int repeat;
 
     @Option(names = "--seed", defaultValue = "42", description = "Seed of the pattern and the order (default ${DEFAULT-VALUE}).")
@@ -94,8 +96,8 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
             throw new IllegalArgumentException("--size-mib, --touches and --repeat must be at least 1, --interval-us at least 0");
         }
         Config c = common.quick ? new Config(Config.quick().pages(), Config.quick().touches(), Config.quick().intervalMicros(),
-                Config.quick().repeat(), seed, common.stubsDir, common.workDir, false)
-                : new Config(sizeMib * 256, touches, intervalMicros, repeat, seed, common.stubsDir, common.workDir, true);
+                Config.quick().repeat(), seed, common.stubsDir, common.workDir, false, 1)
+                : new Config(sizeMib * 256, touches, intervalMicros, repeat, seed, common.stubsDir, common.workDir, true, 3);
         if (c.touches() > c.pages()) {
             throw new IllegalArgumentException("--touches must not exceed the region's pages (" + c.pages() + ")");
         }
@@ -129,7 +131,8 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
             lag.put(k, new Samples(k + ": touching began after the transfer started", "ms"));
         }
         try (TouchRig rig = new TouchRig(c.stubsDir(), c.workDir(), say)) {
-            for (int i = 0; i <= c.repeat(); i++) {
+            for (int round0 = 0; round0 < c.warmups() + c.repeat(); round0++) {
+                final int i = round0 < c.warmups() ? 0 : round0 - c.warmups() + 1; // 0: a warm-up round
                 Map<String, Histogram> round = new LinkedHashMap<>();
                 for (String[] v : VARIANTS) {
                     String k = v[0] + " " + v[1];
@@ -223,10 +226,10 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
         res.note(String.format(Locale.ROOT, "fault p99.9 ours/floor (idle, medians): %.2f (no target; a handful of touches per run, "
                 + "mostly scheduling noise on this machine)", p999));
         res.note(String.format(Locale.ROOT, "%d MiB region, %d random touches per run at one every %d µs (a fixed rate: recorded with "
-                + "that expected interval against coordinated omission), 1 warm-up round discarded, %d measured rounds; "
+                + "that expected interval against coordinated omission), %d warm-up round(s) discarded, %d measured rounds; "
                 + "latency is taken by the toucher around the load that faults; touches under %d µs found the page in already "
                 + "(background) and are left out of the percentiles (counted in their own table)", c.pages() >> 8, c.touches(),
-                c.intervalMicros(), c.repeat(), TouchRun.HIT_NANOS / 1000));
+                c.intervalMicros(), c.warmups(), c.repeat(), TouchRun.HIT_NANOS / 1000));
         res.note("ours: the toucher dumped lazily, served by our PageServer from the frozen original over loopback TCP, "
                 + "restored lazily (RemoteLazySource, LazyPageServer with the engine's default prefetch); floor: floor-server "
                 + "and the toucher's own uffd fault thread (blocking I/O, one page per fault)");
@@ -237,7 +240,7 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
         res.note("machine: " + machine + "; other work on the machine shares its CPUs: p99 and above are noisy, compare ratios "
                 + "within one run");
         res.put("config", Map.of("pages", c.pages(), "touches", c.touches(), "interval_us", c.intervalMicros(), "repeat",
-                c.repeat(), "warmup_rounds", 1, "seed", c.seed()));
+                c.repeat(), "warmup_rounds", c.warmups(), "seed", c.seed()));
         res.put("last_ours_run", lastDetail);
         return res;
     }

@@ -254,7 +254,7 @@ public final class TouchRig implements AutoCloseable {
             sampler = new Sampler(srv != null ? srv::servedPages : () -> {
                 long p = h.pendingPages(); // delivered pages: the page server's count is in the other JVM
                 return p < 0 ? 0 : h.remotePages() - p;
-            });
+            }, s.background()); // no transfer to plot without the background: no thread waking every 2 ms
             long quietMs = quietCompilers(); // the dump's compiles: before the process runs
             ThreadCpu cpu = ThreadCpu.start();
             Restorer.Result res = Restorer.restore(Restorer.Options.eager(img).withStub(stubsDir).withRemote(remote)
@@ -266,7 +266,7 @@ public final class TouchRig implements AutoCloseable {
             JvmActivity jvm0 = JvmActivity.now();
             Files.createFile(go);
             Duration timeout = runTimeout(s);
-            awaitLine(restored, log, l -> l.startsWith("DONE "), timeout);
+            awaitLine(restored, log, l -> l.startsWith("DONE "), timeout, DONE_POLL_NANOS); // seldom: the toucher times itself
             JvmActivity jvm = JvmActivity.now().since(jvm0);
             LazyStats stats = null;
             if (s.background()) {
@@ -371,14 +371,24 @@ public final class TouchRig implements AutoCloseable {
         private volatile long startPages;
         private Thread thread;
 
-        Sampler(java.util.function.LongSupplier pagesIn) {
+        private final boolean sample;
+
+        /** {@code sample}: every 2 ms (else only the start and the end). */
+        Sampler(java.util.function.LongSupplier pagesIn, boolean sample) {
             this.server = pagesIn;
+            this.sample = sample;
         }
 
         /** The lazy page server is about to start: time zero. */
         void started() {
             startPages = server.getAsLong();
             startNanos = System.nanoTime();
+            if (!sample) {
+                synchronized (samples) {
+                    samples.add(new long[] {0, 0});
+                }
+                return;
+            }
             thread = Thread.ofPlatform().daemon().name("touch-sampler").start(this::loop);
         }
 
@@ -409,6 +419,8 @@ public final class TouchRig implements AutoCloseable {
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                 }
+            }
+            if (t != null || (!sample && startNanos != 0)) {
                 synchronized (samples) { // the last one once the transfer is over
                     samples.add(new long[] {System.nanoTime() - startNanos, server.getAsLong() - startPages});
                 }
@@ -449,10 +461,21 @@ public final class TouchRig implements AutoCloseable {
     /**
      * Polls {@code log} until a line matches; fails when {@code pid} dies first or the time is up.
      * Runs while the faults are measured, in the JVM that serves them: it allocates next to
-     * nothing (a stat per millisecond; the log is read only when it grew, the process checked every
-     * 50 ms), so that it causes no garbage collection pause in the measurement.
+     * nothing (a stat per poll, every {@code pollNanos}: 1 ms, 20 ms for DONE; the log is read only
+     * when it grew, the process checked every 50 ms), so that it causes no garbage collection
+     * pause in the measurement.
      */
     static String awaitLine(int pid, Path log, Predicate<String> wanted, Duration timeout) {
+        return awaitLine(pid, log, wanted, timeout, 1_000_000);
+    }
+
+    /**
+     * How often the wait for the toucher's DONE looks at its log: every 20 ms, not every 1 ms,
+     * so that this thread does not wake 1000 times a second on the CPUs the touches are measured on.
+     */
+    private static final long DONE_POLL_NANOS = 20_000_000;
+
+    static String awaitLine(int pid, Path log, Predicate<String> wanted, Duration timeout, long pollNanos) {
         long deadline = System.nanoTime() + timeout.toNanos();
         java.io.File f = log.toFile();
         long seen = -1;
@@ -479,7 +502,7 @@ public final class TouchRig implements AutoCloseable {
             if (check) {
                 nextAliveCheck = now + 50_000_000;
             }
-            LockSupport.parkNanos(1_000_000);
+            LockSupport.parkNanos(pollNanos);
         }
     }
 

@@ -39,7 +39,7 @@ class TouchBenchesTest {
 
     @Test
     void faultLatencyMeasuresOursAndTheFloorIdleAndWithBackground() throws Exception {
-        SuiteResult r = FaultLatencyBench.measure(new FaultLatencyBench.Config(32_768, 200, 100, 1, 42, null, null, true), progress::add);
+        SuiteResult r = FaultLatencyBench.measure(new FaultLatencyBench.Config(32_768, 200, 100, 1, 42, null, null, true, 1), progress::add);
         Map<String, Double> medians = medians(r);
         for (String v : List.of("floor idle", "ours idle")) {
             for (String p : List.of("p50", "p99", "max")) {
