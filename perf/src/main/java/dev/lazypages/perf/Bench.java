@@ -34,6 +34,7 @@ public final class Bench implements Runnable {
     }
 
     public static void main(String[] args) {
+        dev.lazypages.net.NettyDefaults.apply(); // as the tools measured run
         System.exit(run(args));
     }
 

@@ -23,7 +23,7 @@ import picocli.CommandLine.Mixin;
  * background transfer) and while the background transfer runs. Each touch's latency is taken
  * by the toucher itself (the same C code in both pipelines); touches that found their page in
  * already (under {@link TouchRun#HIT_NANOS}: the background was first) are counted apart. Three
- * warm-up rounds ({@code --quick}: one), then {@code repeat} rounds, the four variants interleaved in each round so
+ * warm-up rounds of four times the touches ({@code --quick}: one of as many), then {@code repeat} rounds, the four variants interleaved in each round so
  * that the machine's load falls on all of them alike.
  */
 @Command(name = "fault-latency", mixinStandardHelpOptions = true, versionProvider = Bench.Version.class,
@@ -40,8 +40,9 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
      * @param intervalMicros touch interval (the fixed rate)
      * @param repeat         measured rounds after the warm-up rounds
      * @param fullWarmup     the warm-up rounds run every variant; else only the idle ones (one run per pipeline)
-     * @param warmups        warm-up rounds: with one, the JIT still compiled for 0.36-0.49 s during ours' idle
-     *                       touches in the first two measured rounds (the fault path, hot only from then on)
+     * @param warmups        warm-up rounds (of {@link #WARMUP_TOUCHES_FACTOR} times the touches when full): with one
+     *                       of as many touches, the JIT still compiled for 0.36-0.49 s during ours' idle touches in
+     *                       the first two measured rounds (the fault path, hot only from then on)
      */
     record Config(int pages, int touches, int intervalMicros, int repeat, long seed, Path stubsDir, Path workDir,
                   boolean fullWarmup, int warmups) {
@@ -53,6 +54,14 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
             return new Config(32_768, 200, 100, 1, 42, null, null, false, 1);
         }
     }
+
+    /**
+     * Touches of a full warm-up run, per touch of a measured one: with as many, the fault path's
+     * methods were still compiled by C2 (tier 4) during the first measured round's touches, after
+     * three warm-up rounds (-XX:+PrintCompilation: FaultReader.readAndServe, LoopFaults.readable,
+     * Userfaultfd.read...; C2 compiles after ~15000 invocations, a round serves 5000 faults).
+     */
+    static final int WARMUP_TOUCHES_FACTOR = 4;
 
     private static final String[][] VARIANTS = {{"floor", "idle"}, {"ours", "idle"}, {"floor", "background"}, {"ours", "background"}};
 
@@ -69,7 +78,7 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
             description = "Touch interval: the fixed rate the toucher drives faults at (default ${DEFAULT-VALUE}).")
     private int intervalMicros;
 
-    @Option(names = "--repeat", defaultValue = "5", description = "Measured rounds, after three warm-up rounds (default ${DEFAULT-VALUE}).")
+    @Option(names = "--repeat", defaultValue = "5", description = "Measured rounds, after three warm-up rounds of four times the touches (default ${DEFAULT-VALUE}).")
     private int repeat;
 
     @Option(names = "--seed", defaultValue = "42", description = "Seed of the pattern and the order (default ${DEFAULT-VALUE}).")
@@ -137,6 +146,10 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
                 for (String[] v : VARIANTS) {
                     String k = v[0] + " " + v[1];
                     TouchSpec s = base.withBackground(v[1].equals("background"));
+                    if (i == 0 && c.fullWarmup()) { // warm-up: four times the touches, so the fault path reaches C2 in it
+                        s = new TouchSpec(s.pages(), Math.min(s.pages(), s.touches() * WARMUP_TOUCHES_FACTOR), s.random(), s.seed(),
+                                s.intervalMicros(), s.background(), s.prefetch(), s.delay());
+                    }
                     if (i == 0 && !c.fullWarmup() && s.background()) {
                         continue;
                     }
@@ -151,7 +164,7 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
                             Reports.micros(h, 50), Reports.micros(h, 99), Reports.micros(h, 99.9))
                             + String.format(Locale.ROOT, "; this JVM meanwhile: %d GCs (%d ms), JIT %d ms", r.jvm().gcCount(),
                             r.jvm().gcMillis(), r.jvm().jitMillis())
-                            + (v[0].equals("ours") ? "; " + r.detail() : ""));
+                            + "; " + r.detail());
                     if (v[0].equals("ours")) {
                         lastDetail = r.detail();
                     }

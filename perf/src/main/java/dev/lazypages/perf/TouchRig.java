@@ -150,6 +150,8 @@ public final class TouchRig implements AutoCloseable {
         JvmActivity jvm0;
         JvmActivity jvm;
         long quietMs;
+        KernelCpu kernel;
+        String kernelLine;
         try (DelayProxy proxy = s.delay().isZero() ? null : DelayProxy.start(fs.address(), s.delay())) {
             InetSocketAddress at = proxy != null ? proxy.address() : fs.address();
             List<String> cmd = toucherArgs(s, out);
@@ -160,6 +162,7 @@ public final class TouchRig implements AutoCloseable {
             }
             quietMs = quietCompilers();
             jvm0 = JvmActivity.now();
+            kernel = KernelCpu.start();
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
             Duration timeout = runTimeout(s);
             if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
@@ -170,6 +173,7 @@ public final class TouchRig implements AutoCloseable {
                 throw new BenchFailure("the floor toucher exited with " + p.exitValue() + ": " + tail(log));
             }
             jvm = JvmActivity.now().since(jvm0);
+            kernelLine = kernel.since();
         }
         ToucherResult t = ToucherResult.parse(Files.readString(out, StandardCharsets.UTF_8));
         List<double[]> progress = new ArrayList<>();
@@ -179,7 +183,7 @@ public final class TouchRig implements AutoCloseable {
         long bytes = s.background() ? s.bytes() : 0;
         return new TouchRun("floor", s, t, bytes, t.allInNanos(), t.touchStartNanos() - t.transferStartNanos(), progress,
                 "fault thread " + t.faultPages() + " pages, bulk " + Math.max(0, t.bulkPages()) + " pages; waited "
-                + quietMs + " ms for a quiet JIT", jvm);
+                + quietMs + " ms for a quiet JIT; during the touches " + kernelLine, jvm);
     }
 
     private List<String> toucherArgs(TouchSpec s, Path out) {
@@ -264,10 +268,12 @@ public final class TouchRig implements AutoCloseable {
                 quietMs += quietCompilers(); // the restore's: nothing moves before the first touch
             }
             JvmActivity jvm0 = JvmActivity.now();
+            KernelCpu kernel = KernelCpu.start();
             Files.createFile(go);
             Duration timeout = runTimeout(s);
             awaitLine(restored, log, l -> l.startsWith("DONE "), timeout, DONE_POLL_NANOS); // seldom: the toucher times itself
             JvmActivity jvm = JvmActivity.now().since(jvm0);
+            String kernelLine = kernel.since();
             LazyStats stats = null;
             if (s.background()) {
                 try {
@@ -286,7 +292,7 @@ public final class TouchRig implements AutoCloseable {
             String detail = (stats != null ? stats.toString()
                     : server == null ? "page server in its own JVM"
                     : "page server served " + server.servedPages() + " pages in " + server.servedRequests() + " requests")
-                    + "; waited " + quietMs + " ms for a quiet JIT; " + cpuLine;
+                    + "; waited " + quietMs + " ms for a quiet JIT; " + cpuLine + "; during the touches " + kernelLine;
             ToucherResult t = ToucherResult.parse(Files.readString(out, StandardCharsets.UTF_8));
             if (stats == null) { // background off: the lazy server completes once its target is gone
                 killToucher(restored);

@@ -29,6 +29,7 @@ public final class TouchSource {
     public static void main(String[] args) throws Exception {
         int pid = Integer.parseInt(args[0]);
         Path img = Path.of(args[1]);
+        dev.lazypages.net.NettyDefaults.apply();
         CpuYield.compilers();
         FrozenProcess frozen = null;
         PageServer server = null;

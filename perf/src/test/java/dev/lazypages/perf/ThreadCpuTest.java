@@ -50,4 +50,11 @@ class ThreadCpuTest {
         long waited = JvmActivity.awaitQuietCompilers(50, 2000);
         assertTrue(waited >= 50 && waited < 3000, "waited " + waited + " ms");
     }
+
+    @Test
+    void kernelThreadsCpuIsReportedInMilliseconds() {
+        KernelCpu k = KernelCpu.start();
+        String line = k.since();
+        assertTrue(line.matches("kernel threads [0-9]+ ms( \\(.*\\))?"), line);
+    }
 }

@@ -20,6 +20,7 @@ import picocli.CommandLine.Command;
         footer = {"", "Exit status: 0 ok, 1 failed, 2 usage, 3 unsupported here, 4 bad input."})
 public final class LazyDump extends TopLevelCommand {
     public static void main(String[] args) {
+        dev.lazypages.net.NettyDefaults.apply();
         CpuYield.compilers(); // the dumped process keeps running through pre-copy: it comes first
         System.exit(Cli.run(new LazyDump(), args));
     }

@@ -77,6 +77,7 @@ public final class LazyPages extends TopLevelCommand {
 
     public static void main(String[] args) {
         ArenaLimit.forServe(args);
+        dev.lazypages.net.NettyDefaults.apply();
         CpuYield.compilers();
         System.exit(Cli.run(new LazyPages(), args));
     }
