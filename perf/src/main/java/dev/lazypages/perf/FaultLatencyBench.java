@@ -121,11 +121,13 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
         Map<String, Samples[]> pct = new LinkedHashMap<>();
         Map<String, Samples> hits = new LinkedHashMap<>();
         Map<String, Samples[]> jvm = new LinkedHashMap<>();
+        Map<String, Samples> kernelMs = new LinkedHashMap<>();
         Map<String, Histogram> merged = new LinkedHashMap<>();
         for (String[] v : VARIANTS) {
             String k = v[0] + " " + v[1];
             pct.put(k, TouchBenches.percentileRows(k));
             hits.put(k, new Samples(k + ": touches that found the page in", "touches"));
+            kernelMs.put(k, new Samples(k + ": kernel threads' CPU (kdamond, ksoftirqd...)", "ms"));
             jvm.put(k, new Samples[] {new Samples(k + ": collections", "GCs"), new Samples(k + ": collection time", "ms"),
                     new Samples(k + ": JIT compilation", "ms")});
             merged.put(k, new Histogram(3));
@@ -174,6 +176,9 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
                     if (s.background()) {
                         lag.get(k).add(r.touchLagNanos() / 1e6);
                     }
+                    if (r.kernelMillis() >= 0) {
+                        kernelMs.get(k).add(r.kernelMillis());
+                    }
                     Samples[] j = jvm.get(k);
                     j[0].add(r.jvm().gcCount());
                     j[1].add(r.jvm().gcMillis());
@@ -217,6 +222,11 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
                 if (s.count() > 0) {
                     res.row("this JVM during the touches (ours runs in it; the floor only shares its CPUs)", s);
                 }
+            }
+        }
+        for (Samples s : kernelMs.values()) {
+            if (s.count() > 0) {
+                res.row("the kernel's own threads during the touches (10 ms ticks; they hold a CPU until they are done)", s);
             }
         }
         for (Samples s : ratio) {

@@ -50,6 +50,13 @@ final class KernelCpu {
         return m;
     }
 
+    private long lastTotal = -1;
+
+    /** The total of the last {@link #since}, in ms (-1 before). */
+    long totalMillis() {
+        return lastTotal;
+    }
+
     /** "kernel threads 30 ms (kdamond.0 20, ksoftirqd/1 10)": those over 0 ms, by name with instance numbers dropped. */
     String since() {
         Map<Integer, String> names = new HashMap<>();
@@ -63,6 +70,7 @@ final class KernelCpu {
                 total += d * 10;
             }
         }
+        lastTotal = total;
         StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "kernel threads %d ms", total));
         if (!byName.isEmpty()) {
             sb.append(" (");

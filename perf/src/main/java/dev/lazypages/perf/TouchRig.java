@@ -183,7 +183,7 @@ public final class TouchRig implements AutoCloseable {
         long bytes = s.background() ? s.bytes() : 0;
         return new TouchRun("floor", s, t, bytes, t.allInNanos(), t.touchStartNanos() - t.transferStartNanos(), progress,
                 "fault thread " + t.faultPages() + " pages, bulk " + Math.max(0, t.bulkPages()) + " pages; waited "
-                + quietMs + " ms for a quiet JIT; during the touches " + kernelLine, jvm);
+                + quietMs + " ms for a quiet JIT; during the touches " + kernelLine, jvm, kernel.totalMillis());
     }
 
     private List<String> toucherArgs(TouchSpec s, Path out) {
@@ -307,7 +307,7 @@ public final class TouchRig implements AutoCloseable {
             long bytes = stats != null ? handoff.remotePages() * (long) Posix.pageSize() : 0;
             long allIn = stats != null ? stats.timeToCompletion().toNanos() : -1;
             return new TouchRun("ours", s, t, bytes, allIn, t.touchStartNanos() - sampler.startNanos, sampler.progress(), detail,
-                    jvm);
+                    jvm, kernel.totalMillis());
         } finally {
             if (sampler != null) {
                 sampler.stop();

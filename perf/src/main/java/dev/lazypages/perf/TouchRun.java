@@ -16,9 +16,10 @@ import org.HdrHistogram.Histogram;
  *                    the process touches once it runs; floor: the toucher starts its transfer, then touches)
  * @param progress    {ms since transfer start, bytes in} samples, in time order (background runs)
  * @param detail      one line of the pipeline's own statistics
+ * @param kernelMillis CPU time of the kernel's own threads during the touches ({@link KernelCpu}), -1 unknown
  */
 public record TouchRun(String pipeline, TouchSpec spec, ToucherResult toucher, long bytesIn, long allInNanos,
-                       long touchLagNanos, List<double[]> progress, String detail, JvmActivity jvm) {
+                       long touchLagNanos, List<double[]> progress, String detail, JvmActivity jvm, long kernelMillis) {
     /** A touch faster than this found its page in: no fault can be served that fast over TCP. */
     public static final long HIT_NANOS = 2_000;
 

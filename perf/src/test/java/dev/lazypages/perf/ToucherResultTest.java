@@ -85,23 +85,23 @@ class ToucherResultTest {
     @Test
     void aRunWithBadPagesOrMissingTouchesFailsTheBenchmark() {
         TouchSpec spec = new TouchSpec(16, 3, true, 7, 100, false, true, java.time.Duration.ZERO);
-        TouchBenches.check(new TouchRun("floor", spec, ToucherResult.parse(OUTPUT), 0, -1, 0, java.util.List.of(), "", null));
+        TouchBenches.check(new TouchRun("floor", spec, ToucherResult.parse(OUTPUT), 0, -1, 0, java.util.List.of(), "", null, -1));
         ToucherResult bad = ToucherResult.parse(OUTPUT.replace("bad_pages 0", "bad_pages 1").replace("first_bad -1", "first_bad 9"));
         BenchFailure f = assertThrows(BenchFailure.class,
-                () -> TouchBenches.check(new TouchRun("ours", spec, bad, 0, -1, 0, java.util.List.of(), "", null)));
+                () -> TouchBenches.check(new TouchRun("ours", spec, bad, 0, -1, 0, java.util.List.of(), "", null, -1)));
         assertTrue(f.getMessage().contains("1 touched pages did not hold the pattern (first: page 9)"), f.getMessage());
         TouchSpec more = new TouchSpec(16, 4, true, 7, 100, false, true, java.time.Duration.ZERO);
         assertThrows(BenchFailure.class, () -> TouchBenches.check(new TouchRun("ours", more, ToucherResult.parse(OUTPUT), 0, -1, 0,
-                java.util.List.of(), "", null)));
+                java.util.List.of(), "", null, -1)));
         TouchSpec background = spec.withBackground(true);
         assertThrows(BenchFailure.class, () -> TouchBenches.check(new TouchRun("ours", background, ToucherResult.parse(OUTPUT), 0,
-                -1, 0, java.util.List.of(), "", null)), "a background run must have measured a complete transfer");
+                -1, 0, java.util.List.of(), "", null, -1)), "a background run must have measured a complete transfer");
     }
 
     @Test
     void faultHistogramLeavesOutHitsAndCorrectsForTheFixedRate() {
         TouchSpec spec = new TouchSpec(16, 3, true, 7, 100, false, true, java.time.Duration.ZERO);
-        TouchRun run = new TouchRun("floor", spec, ToucherResult.parse(OUTPUT), 0, -1, 1_000_000, java.util.List.of(), "", null);
+        TouchRun run = new TouchRun("floor", spec, ToucherResult.parse(OUTPUT), 0, -1, 1_000_000, java.util.List.of(), "", null, -1);
         assertEquals(2, run.faultedTouches());
         Histogram h = run.faultHistogram();
         // 25 µs once; 350 µs at a 100 µs interval also stands for the touches it held up (250, 150 µs)
@@ -130,6 +130,6 @@ class ToucherResultTest {
 
     private static TouchRun run(java.util.List<double[]> progress, long bytes, long nanos) {
         TouchSpec spec = new TouchSpec(16, 3, true, 7, 0, true, true, java.time.Duration.ZERO);
-        return new TouchRun("ours", spec, ToucherResult.parse(OUTPUT), bytes, nanos, 0, progress, "", null);
+        return new TouchRun("ours", spec, ToucherResult.parse(OUTPUT), bytes, nanos, 0, progress, "", null, -1);
     }
 }
