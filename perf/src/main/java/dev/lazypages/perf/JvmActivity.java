@@ -3,10 +3,6 @@ package dev.lazypages.perf;
 import java.lang.management.CompilationMXBean;
 import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
-import java.io.IOException;
-import java.nio.file.DirectoryStream;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -58,9 +54,6 @@ public record JvmActivity(long gcCount, long gcMillis, long jitMillis) {
         int n = 0;
         while (true) {
             long cpu = compilerCpuNanos();
-            if (cpu < 0) {
-                return 0; // no /proc: nothing to wait for
-            }
             ring[n % ring.length] = cpu;
             n++;
             if (n > window && cpu - ring[n % ring.length] < 1_000_000) {
@@ -74,24 +67,8 @@ public record JvmActivity(long gcCount, long gcMillis, long jitMillis) {
         return (System.nanoTime() - t0) / 1_000_000;
     }
 
-    /** CPU time of this JVM's C1/C2/JVMCI compiler threads (/proc/self/task/T/schedstat), in ns; -1 without it. */
+    /** CPU time of this JVM's JIT compiler threads so far, in ns. */
     static long compilerCpuNanos() {
-        long nanos = 0;
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(Path.of("/proc/self/task"))) {
-            for (Path t : ds) {
-                try {
-                    String comm = Files.readString(t.resolve("comm")).strip();
-                    if (comm.startsWith("C1 CompilerThre") || comm.startsWith("C2 CompilerThre") || comm.startsWith("JVMCI")) {
-                        String s = Files.readString(t.resolve("schedstat")); // "run-ns wait-ns timeslices"
-                        nanos += Long.parseLong(s.substring(0, s.indexOf(' ')));
-                    }
-                } catch (IOException e) {
-                    // the thread ended
-                }
-            }
-        } catch (IOException | RuntimeException e) {
-            return -1;
-        }
-        return nanos;
+        return ThreadCpu.nanos(dev.lazypages.proc.CpuYield::isCompiler);
     }
 }

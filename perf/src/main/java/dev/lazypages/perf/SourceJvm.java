@@ -62,11 +62,11 @@ final class SourceJvm implements AutoCloseable {
             line = first.get(120, TimeUnit.SECONDS);
         } catch (Exception e) {
             p.destroyForcibly();
-            throw new BenchFailure("the source JVM did not serve within 120 s: " + e + "; " + tail(log));
+            throw new BenchFailure("the source JVM did not serve within 120 s: " + e + "; " + TouchRig.tail(log));
         }
         if (line == null || !line.startsWith("SERVING ")) {
             p.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
-            throw new BenchFailure("the source JVM failed: " + line + "; " + tail(log));
+            throw new BenchFailure("the source JVM failed: " + line + "; " + TouchRig.tail(log));
         }
         String[] f = line.split(" ");
         return new SourceJvm(p, w, new InetSocketAddress(InetAddress.getLoopbackAddress(), Integer.parseInt(f[1])), f[2]);
@@ -80,15 +80,6 @@ final class SourceJvm implements AutoCloseable {
             return (Long.parseLong(f[11]) + Long.parseLong(f[12])) * 10; // utime, stime in 1/100 s
         } catch (IOException | RuntimeException e) {
             return -1;
-        }
-    }
-
-    private static String tail(Path log) {
-        try {
-            List<String> l = Files.readAllLines(log);
-            return String.join(" | ", l.subList(Math.max(0, l.size() - 5), l.size()));
-        } catch (IOException e) {
-            return "(no log)";
         }
     }
 

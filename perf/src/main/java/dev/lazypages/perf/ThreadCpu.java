@@ -32,6 +32,11 @@ final class ThreadCpu {
         return comm.replaceFirst("-[0-9].*$", "");
     }
 
+    /** CPU time so far of this JVM's threads whose kind passes {@code kinds}, in ns (0 without /proc). */
+    static long nanos(java.util.function.Predicate<String> kinds) {
+        return snapshot().entrySet().stream().filter(e -> kinds.test(e.getKey())).mapToLong(Map.Entry::getValue).sum();
+    }
+
     private static Map<String, Long> snapshot() {
         Map<String, Long> m = new TreeMap<>();
         try (DirectoryStream<Path> ds = Files.newDirectoryStream(Path.of("/proc/self/task"))) {

@@ -368,9 +368,9 @@ public final class TouchRig implements AutoCloseable {
         }
     }
 
-    /** Samples the page server's pages served every 2 ms, from the lazy server's start on. */
+    /** Samples the pages in (the page server's pages served, or delivered) every 2 ms, from the lazy server's start on. */
     private static final class Sampler {
-        private final java.util.function.LongSupplier server;
+        private final java.util.function.LongSupplier pagesIn;
         private final List<long[]> samples = new ArrayList<>();
         private volatile boolean stop;
         private volatile long startNanos;
@@ -381,13 +381,13 @@ public final class TouchRig implements AutoCloseable {
 
         /** {@code sample}: every 2 ms (else only the start and the end). */
         Sampler(java.util.function.LongSupplier pagesIn, boolean sample) {
-            this.server = pagesIn;
+            this.pagesIn = pagesIn;
             this.sample = sample;
         }
 
         /** The lazy page server is about to start: time zero. */
         void started() {
-            startPages = server.getAsLong();
+            startPages = pagesIn.getAsLong();
             startNanos = System.nanoTime();
             if (!sample) {
                 synchronized (samples) {
@@ -403,7 +403,7 @@ public final class TouchRig implements AutoCloseable {
             while (!stop) {
                 long now = System.nanoTime();
                 synchronized (samples) {
-                    samples.add(new long[] {now - startNanos, server.getAsLong() - startPages});
+                    samples.add(new long[] {now - startNanos, pagesIn.getAsLong() - startPages});
                 }
                 next += SAMPLE_NANOS;
                 long wait = next - System.nanoTime();
@@ -428,7 +428,7 @@ public final class TouchRig implements AutoCloseable {
             }
             if (t != null || (!sample && startNanos != 0)) {
                 synchronized (samples) { // the last one once the transfer is over
-                    samples.add(new long[] {System.nanoTime() - startNanos, server.getAsLong() - startPages});
+                    samples.add(new long[] {System.nanoTime() - startNanos, pagesIn.getAsLong() - startPages});
                 }
             }
         }

@@ -42,7 +42,7 @@ public final class CpuYield {
     }
 
     /** True for a thread name (a comm, at most 15 characters) of a HotSpot or JVMCI compiler thread. */
-    static boolean isCompiler(String comm) {
+    public static boolean isCompiler(String comm) {
         return comm.startsWith("C1 CompilerThre") || comm.startsWith("C2 CompilerThre") || comm.startsWith("JVMCI Compiler");
     }
 
