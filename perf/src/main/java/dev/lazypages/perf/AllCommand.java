@@ -1,5 +1,6 @@
 package dev.lazypages.perf;
 
+import dev.lazypages.perf.suite.ForkedBench;
 import dev.lazypages.perf.suite.Machine;
 import dev.lazypages.perf.suite.SuiteBench;
 import dev.lazypages.perf.suite.SuiteReport;
@@ -29,7 +30,9 @@ import picocli.CommandLine.Spec;
         description = {
             "Runs every benchmark and writes DIR/report.md, DIR/<benchmark>.json, .hgrm files and PNG plots.",
             "",
-            "--quick runs the short version (under two minutes on the development machine)."
+            "--quick runs the short version (under two minutes on the development machine).",
+            "Each benchmark runs in a JVM of its own (this one's java, options and class path), so that none runs on",
+            "code the JIT compiled for another; --one-jvm runs them all in this JVM."
         })
 final class AllCommand implements Callable<Integer> {
     @Spec
@@ -49,6 +52,13 @@ final class AllCommand implements Callable<Integer> {
 
     @Option(names = "--list", description = "List the benchmarks and exit.")
     private boolean list;
+
+    @Option(names = "--one-jvm", description = "Run every benchmark in this JVM instead of a JVM of its own for each.")
+    private boolean oneJvm;
+
+    @Option(names = "--child-outcome", paramLabel = "FILE", hidden = true,
+            description = "(internal) Run the one benchmark --only names here and write its outcome to FILE.")
+    private Path childOutcome;
 
     @Option(names = "--stubs-dir", paramLabel = "DIR",
             description = "memtouch and lp-stub (default: $LAZYPAGES_STUBS_DIR, or native-stubs/target/bin next to the jar).")
@@ -70,11 +80,20 @@ final class AllCommand implements Callable<Integer> {
         if (stubsDir != null) {
             System.setProperty(NativeStubs.PROPERTY, stubsDir.toString());
         }
-        long t0 = System.nanoTime();
-        SuiteRunner runner = new SuiteRunner(out, quick, line -> {
+        java.util.function.Consumer<String> progress = line -> {
             err.println(line);
             err.flush();
-        }, Machine.here());
+        };
+        if (childOutcome != null) {
+            if (benches.size() != 1) {
+                throw new CommandLine.ParameterException(spec.commandLine(), "--child-outcome needs --only with one benchmark");
+            }
+            ForkedBench.writeOutcome(childOutcome, SuiteRunner.IN_THIS_JVM.run(benches.get(0), out, quick, progress));
+            return 0;
+        }
+        long t0 = System.nanoTime();
+        SuiteRunner runner = new SuiteRunner(out, quick, progress, Machine.here(), oneJvm ? SuiteRunner.IN_THIS_JVM
+                : new ForkedBench(Bench.class.getName(), this::childArgs));
         List<SuiteReport.Outcome> outcomes = runner.run(benches);
         long failed = outcomes.stream().filter(SuiteReport.Outcome::failed).count();
         o.println(String.format(Locale.ROOT, "%d benchmark(s) in %.1f s, %d failed; report: %s", outcomes.size(),
@@ -82,6 +101,19 @@ final class AllCommand implements Callable<Integer> {
         outcomes.stream().filter(SuiteReport.Outcome::failed).forEach(x -> o.println("FAILED " + x.name() + ": " + x.failure()));
         o.flush();
         return failed > 0 ? Bench.FAILED : 0;
+    }
+
+    /** The arguments of a child JVM that runs {@code b} alone ({@link ForkedBench}). */
+    private List<String> childArgs(SuiteBench b, Path outcome) {
+        List<String> a = new ArrayList<>(List.of("all", "--only", b.name(), "--out", out.toAbsolutePath().toString(),
+                "--child-outcome", outcome.toAbsolutePath().toString()));
+        if (quick) {
+            a.add("--quick");
+        }
+        if (stubsDir != null) {
+            a.addAll(List.of("--stubs-dir", stubsDir.toAbsolutePath().toString()));
+        }
+        return a;
     }
 
     /** The benchmarks named by {@code only} (all when null), less those in {@code skip}; an unknown name is an error. */

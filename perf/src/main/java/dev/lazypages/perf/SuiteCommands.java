@@ -58,7 +58,7 @@ public final class SuiteCommands {
     /** Writes one benchmark's files into {@code out} (and {@code <name>.md}), prints its section to {@code o}. */
     static void writeAlone(Path out, String name, String title, SuiteResult r, long startNanos, PrintWriter o) throws IOException {
         SuiteReport.Outcome oc = SuiteReport.write(out, name, title, r, (System.nanoTime() - startNanos) / 1e9);
-        String md = SuiteReport.section(oc);
+        String md = oc.section();
         Files.writeString(out.resolve(name + ".md"), md, StandardCharsets.UTF_8);
         o.print(md);
         o.println(String.format(Locale.ROOT, "wrote %s and %s", out.resolve(name + ".json"), out.resolve(name + ".md")));

@@ -31,11 +31,20 @@ public final class SuiteReport {
     }
 
     /**
-     * How one benchmark ended: its result, or the message it failed with (result null).
+     * How one benchmark ended: its ratios against their targets and its section of report.md, or
+     * the message it failed with (no ratios). What report.md needs of it, so that a benchmark run in
+     * a JVM of its own ({@link ForkedBench}) hands back the same as one run in this JVM.
      *
+     * @param section its section of report.md ({@link #section(Outcome)})
      * @param files the files written for it (relative to the output directory), JSON first
      */
-    public record Outcome(String name, String title, SuiteResult result, String failure, double seconds, List<String> files) {
+    public record Outcome(String name, String title, List<SuiteResult.Ratio> ratios, String section, String failure, double seconds,
+            List<String> files) {
+        public Outcome {
+            ratios = List.copyOf(ratios);
+            files = List.copyOf(files);
+        }
+
         public boolean failed() {
             return failure != null;
         }
@@ -67,16 +76,17 @@ public final class SuiteReport {
             }
             files.add(f);
         }
-        Outcome o = new Outcome(name, title, r, null, seconds, List.copyOf(files));
-        Files.writeString(out.resolve(name + ".json"), Json.write(json(o, hgrmFiles)) + "\n", StandardCharsets.UTF_8);
+        Outcome o = new Outcome(name, title, r.ratios(), section(name, title, r, null, seconds, files), null, seconds, files);
+        Files.writeString(out.resolve(name + ".json"), Json.write(json(o, r, hgrmFiles)) + "\n", StandardCharsets.UTF_8);
         return o;
     }
 
     /** A benchmark that failed: its JSON file says so. */
     public static Outcome failed(Path out, String name, String title, String message, double seconds) throws IOException {
         Files.createDirectories(out);
-        Outcome o = new Outcome(name, title, null, message, seconds, List.of(name + ".json"));
-        Files.writeString(out.resolve(name + ".json"), Json.write(json(o, Map.of())) + "\n", StandardCharsets.UTF_8);
+        List<String> files = List.of(name + ".json");
+        Outcome o = new Outcome(name, title, List.of(), section(name, title, null, message, seconds, files), message, seconds, files);
+        Files.writeString(out.resolve(name + ".json"), Json.write(json(o, null, Map.of())) + "\n", StandardCharsets.UTF_8);
         return o;
     }
 
@@ -110,7 +120,7 @@ public final class SuiteReport {
         return new SuiteResult.Chart(chart, chart, latency ? "percentile" : "x", latency ? "latency (µs)" : "y");
     }
 
-    static Map<String, Object> json(Outcome o, Map<String, String> hgrmFiles) {
+    static Map<String, Object> json(Outcome o, SuiteResult r, Map<String, String> hgrmFiles) {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("benchmark", o.name());
         m.put("title", o.title());
@@ -120,7 +130,6 @@ public final class SuiteReport {
             m.put("error", o.failure());
             return m;
         }
-        SuiteResult r = o.result();
         Map<String, Object> tables = new LinkedHashMap<>();
         r.tables().forEach((t, rows) -> tables.put(t, rows.stream().map(Samples::toMap).toList()));
         m.put("tables", tables);
@@ -177,7 +186,7 @@ public final class SuiteReport {
                 summary.add("| `" + o.name() + "` | FAILED | | |");
                 continue;
             }
-            for (SuiteResult.Ratio x : o.result().ratios()) {
+            for (SuiteResult.Ratio x : o.ratios()) {
                 summary.add(String.format(Locale.ROOT, "| `%s`: %s | %s | %s %s | %s |", o.name(), x.name(), Charts.number(round(x.value())),
                         x.atMost() ? "≤" : "≥", Charts.number(x.target()), x.passed() ? "PASS" : "MISS"));
             }
@@ -188,21 +197,20 @@ public final class SuiteReport {
             md.append('\n');
         }
         for (Outcome o : outcomes) {
-            md.append(section(o));
+            md.append(o.section());
         }
         return md.toString();
     }
 
-    /** One benchmark's section of report.md (also its own .md when run alone). */
-    public static String section(Outcome o) {
+    /** One benchmark's section of report.md (also its own .md when run alone): its result's, or the message it failed with. */
+    private static String section(String name, String title, SuiteResult r, String failure, double seconds, List<String> files) {
         StringBuilder md = new StringBuilder();
-        md.append("## ").append(o.title()).append(" (`").append(o.name()).append("`)\n\n");
-        if (o.failed()) {
-            md.append(String.format(Locale.ROOT, "**FAILED** after %.1f s: %s%n%n", o.seconds(), o.failure()));
+        md.append("## ").append(title).append(" (`").append(name).append("`)\n\n");
+        if (failure != null) {
+            md.append(String.format(Locale.ROOT, "**FAILED** after %.1f s: %s%n%n", seconds, failure));
             return md.toString();
         }
-        SuiteResult r = o.result();
-        md.append(String.format(Locale.ROOT, "%.1f s.%n%n", o.seconds()));
+        md.append(String.format(Locale.ROOT, "%.1f s.%n%n", seconds));
         r.tables().forEach((t, rows) -> {
             if (!t.isBlank()) {
                 md.append("**").append(t).append("**\n\n");
@@ -226,12 +234,12 @@ public final class SuiteReport {
         if (!r.ratios().isEmpty() || !r.notes().isEmpty() || noisy != null) {
             md.append('\n');
         }
-        for (String f : o.files()) {
+        for (String f : files) {
             if (f.endsWith(".png")) {
                 md.append("![").append(f).append("](").append(f).append(")\n\n");
             }
         }
-        List<String> data = o.files().stream().filter(f -> !f.endsWith(".png")).toList();
+        List<String> data = files.stream().filter(f -> !f.endsWith(".png")).toList();
         md.append("Data: ").append(String.join(", ", data.stream().map(f -> "[" + f + "](" + f + ")").toList())).append("\n\n");
         return md.toString();
     }
