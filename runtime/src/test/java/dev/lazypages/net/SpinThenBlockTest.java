@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.netty.channel.SelectStrategy;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -30,20 +31,64 @@ class SpinThenBlockTest {
     @Test
     void afterAnEventItPollsForTheSpinThenBlocks() throws Exception {
         SpinThenBlock.enableHere(50_000_000); // 50 ms
-        SpinThenBlock s = new SpinThenBlock();
+        AtomicLong clock = new AtomicLong(1_000_000_000L);
+        SpinThenBlock s = new SpinThenBlock(() -> clock.addAndGet(10_000), clock::get, true); // yields of 10 µs: the CPUs are free
         assertEquals(2, s.calculateStrategy(() -> 2, false), "ready events are handled");
-        long t0 = System.nanoTime();
+        long t0 = clock.get();
         int continues = 0;
         int r;
         while ((r = s.calculateStrategy(() -> 0, false)) == SelectStrategy.CONTINUE) {
             continues++;
         }
-        long spun = System.nanoTime() - t0;
         assertEquals(SelectStrategy.SELECT, r);
-        assertTrue(continues > 0 && spun >= 45_000_000, "polled " + continues + " times for " + spun / 1e6 + " ms");
+        assertEquals(5_000, continues, "polled and yielded until the 50 ms were over");
+        assertEquals(50_000_000, clock.get() - t0);
         assertEquals(SelectStrategy.SELECT, s.calculateStrategy(() -> 0, false), "still nothing: blocks");
         assertEquals(1, s.calculateStrategy(() -> 1, false));
         assertEquals(SelectStrategy.CONTINUE, s.calculateStrategy(() -> 0, false), "a new event starts a new spin");
+    }
+
+    @Test
+    void aSlowYieldEndsTheSpinForAHoldOffThatGrowsWhileYieldsStaySlow() throws Exception {
+        SpinThenBlock.enableHere(50_000_000); // 50 ms
+        AtomicLong clock = new AtomicLong(1_000_000_000L);
+        AtomicLong yieldTakes = new AtomicLong(2_000_000); // another thread had the CPU 2 ms, as under load
+        AtomicInteger yields = new AtomicInteger();
+        SpinThenBlock s = new SpinThenBlock(() -> {
+            yields.incrementAndGet();
+            clock.addAndGet(yieldTakes.get());
+        }, clock::get, true);
+        assertEquals(1, s.calculateStrategy(() -> 1, false));
+        assertEquals(SelectStrategy.SELECT, s.calculateStrategy(() -> 0, false), "a slow yield: block, an event wakes the loop");
+        assertEquals(1, yields.get());
+        assertEquals(1, s.calculateStrategy(() -> 1, false), "the event");
+        assertEquals(SelectStrategy.SELECT, s.calculateStrategy(() -> 0, false), "within the 1 ms hold-off: blocks without yielding");
+        assertEquals(1, yields.get());
+        clock.addAndGet(SpinThenBlock.MIN_HOLD_OFF_NANOS);
+        assertEquals(1, s.calculateStrategy(() -> 1, false));
+        assertEquals(SelectStrategy.SELECT, s.calculateStrategy(() -> 0, false), "after the hold-off it tries again: still slow");
+        assertEquals(2, yields.get());
+        clock.addAndGet(SpinThenBlock.MIN_HOLD_OFF_NANOS + 500_000);
+        assertEquals(1, s.calculateStrategy(() -> 1, false));
+        assertEquals(SelectStrategy.SELECT, s.calculateStrategy(() -> 0, false), "still within the doubled hold-off (2 ms)");
+        assertEquals(2, yields.get());
+        clock.addAndGet(SpinThenBlock.MIN_HOLD_OFF_NANOS);
+        yieldTakes.set(1_000); // the CPUs are free again
+        assertEquals(1, s.calculateStrategy(() -> 1, false));
+        assertEquals(SelectStrategy.CONTINUE, s.calculateStrategy(() -> 0, false), "a fast yield: spins again");
+        assertEquals(SelectStrategy.CONTINUE, s.calculateStrategy(() -> 0, false));
+        assertEquals(4, yields.get());
+    }
+
+    @Test
+    void withoutHoldOffsSlowYieldsDoNotEndTheSpin() throws Exception {
+        SpinThenBlock.enableHere(50_000_000);
+        AtomicLong clock = new AtomicLong(1_000_000_000L);
+        SpinThenBlock s = new SpinThenBlock(() -> clock.addAndGet(2_000_000), clock::get, false);
+        assertEquals(1, s.calculateStrategy(() -> 1, false));
+        for (int i = 0; i < 24; i++) {
+            assertEquals(SelectStrategy.CONTINUE, s.calculateStrategy(() -> 0, false), "yield " + i);
+        }
     }
 
     @Test
