@@ -180,6 +180,52 @@ class LazyPageServerTest {
         assertEquals(15, s.storedPages() - s.pendingPages(), "15 pages delivered, none twice");
     }
 
+    /**
+     * While the background transfer runs, every page has to come anyway: a random fault brings the
+     * stored pages after it too ({@link LazyPageServer#BACKGROUND_FAULT_PAGES}), so that a process
+     * touching memory at random ahead of the background pays one request per 16 pages, not per page.
+     */
+    @Test
+    void withTheBackgroundRunningRandomFaultsBringTheFollowingPagesToo() throws Exception {
+        java.util.concurrent.CountDownLatch gate = new java.util.concurrent.CountDownLatch(1);
+        java.util.Queue<Integer> faultReads = new java.util.concurrent.ConcurrentLinkedQueue<>();
+        wrapSource = src -> new LazyFixture.WrappingSource(src) {
+            @Override
+            public void readPages(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws java.io.IOException {
+                faultReads.add(nrPages);
+                inner.readPages(vaddr, nrPages, dst, dstOffset);
+            }
+
+            @Override
+            public void readPagesInBackground(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws java.io.IOException {
+                try {
+                    gate.await(); // the background runs, but brings nothing before the faults are served
+                } catch (InterruptedException e) {
+                    throw new java.io.InterruptedIOException();
+                }
+                inner.readPages(vaddr, nrPages, dst, dstOffset);
+            }
+        };
+        int n = LazyPageServer.BACKGROUND_FAULT_PAGES;
+        assertTrue(n > 1, "the default brings more than the faulting page");
+        LazyPageServer s = setUp(256, range(0, 256), LazyPageServer.Options.defaults().withPrefetchPages(3)).start();
+        try {
+            assertArrayEquals(expected(0), await(LazyFixture.touch(mem, 0, tmp)));
+            for (int p : new int[] {100, 200, 50, 250}) { // far from every recent fault: random
+                assertArrayEquals(expected(p), await(LazyFixture.touch(mem, p, tmp)), "page " + p);
+            }
+        } finally {
+            gate.countDown();
+        }
+        assertEquals(List.of(4, n, n, n, 6), List.copyOf(faultReads), "the first fault prefetches 3 pages; random ones bring "
+                + n + " pages, or up to the region's end (250-255)");
+        for (int p : new int[] {100 + n - 1, 200 + n - 1, 50 + n - 1, 255}) {
+            assertArrayEquals(expected(p), LazyFixture.read(mem, p), "page " + p + " came with its fault");
+        }
+        await(s.completion());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+    }
+
     @Test
     void faultsOnPagesNotInTheImageGetZerosWithoutReadingTheSource() throws Exception {
         LazyPageServer s = setUp(16, bits(1), faultsOnly()).start();
