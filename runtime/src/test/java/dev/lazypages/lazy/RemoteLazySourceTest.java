@@ -167,10 +167,11 @@ class RemoteLazySourceTest {
         long[] faultsAndServed = serveRemotely(pages, stored, options, new int[] {100, 600, 900}, slow, true);
         long faults = faultsAndServed[0];
         long served = faultsAndServed[1];
-        // Each fault asks for its page and the prefetched ones (which the sweep may have in flight too); the sweep
-        // itself jumps past each fault but asks for no page twice: before, it asked again for the
-        // prefetch-around pages that were already on their way.
-        long bound = stored.cardinality() + faults * (1 + options.prefetchPages());
+        // Each fault asks for its page and the pages after it (prefetched, or, for a random fault while the
+        // background runs, BACKGROUND_FAULT_PAGES), which the sweep may have in flight too; the sweep itself
+        // jumps past each fault but asks for no page twice: before, it asked again for the prefetch-around
+        // pages that were already on their way.
+        long bound = stored.cardinality() + faults * Math.max(1 + options.prefetchPages(), LazyPageServer.BACKGROUND_FAULT_PAGES);
         assertTrue(faults >= 3, "the touches faulted: " + faults);
         assertTrue(served <= bound, "the page server sent " + served + " pages for " + stored.cardinality()
                 + " stored and " + faults + " faults (at most " + bound + ")");
