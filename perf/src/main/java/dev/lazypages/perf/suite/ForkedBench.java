@@ -61,12 +61,12 @@ public final class ForkedBench implements SuiteRunner.Executor {
         long t0 = System.nanoTime();
         List<String> cmd = new ArrayList<>(command);
         cmd.addAll(args.apply(b, outcome));
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectInput(ProcessBuilder.Redirect.PIPE).start();
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         Thread killer = new Thread(p::destroyForcibly, "lazy-bench-fork-killer");
         Runtime.getRuntime().addShutdownHook(killer); // this JVM stopped by a signal: no orphan keeps measuring
         Deque<String> tail = new ArrayDeque<>();
         try {
-            p.getOutputStream().close();
+            p.getOutputStream().close(); // the child reads nothing
             try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
                 for (String line; (line = r.readLine()) != null;) {
                     progress.accept(line);

@@ -35,7 +35,7 @@ public final class SuiteReport {
      * the message it failed with (no ratios). What report.md needs of it, so that a benchmark run in
      * a JVM of its own ({@link ForkedBench}) hands back the same as one run in this JVM.
      *
-     * @param section its section of report.md ({@link #section(Outcome)})
+     * @param section its section of report.md: its tables, ratios, notes and plots, or the message it failed with
      * @param files the files written for it (relative to the output directory), JSON first
      */
     public record Outcome(String name, String title, List<SuiteResult.Ratio> ratios, String section, String failure, double seconds,
