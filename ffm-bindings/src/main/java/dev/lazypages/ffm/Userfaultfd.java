@@ -229,7 +229,10 @@ public final class Userfaultfd implements AutoCloseable {
     /**
      * UFFDIO_COPY of {@code length} bytes from local address {@code src} to {@code dst}.
      * Returns the bytes copied, or {@link #EEXIST}, {@link #EAGAIN}, {@link #ENOENT},
-     * {@link #ESRCH} (negative); any other failure throws.
+     * {@link #ESRCH} (negative); any other failure throws. A copy that stops part way (the
+     * kernel says EAGAIN then, with the bytes it did copy: typically the next page was already
+     * present) returns those bytes, fewer than {@code length}: the caller goes on from there,
+     * and a copy whose first page fails returns that page's error.
      */
     public long copy(long dst, long src, long length, long mode) {
         MemorySegment s = SCRATCH.get();
@@ -239,7 +242,12 @@ public final class Userfaultfd implements AutoCloseable {
         uffdio_copy.mode(s, mode);
         uffdio_copy.copy(s, 0);
         if (Libc.ioctl(fd, Ioctl.UFFDIO_COPY, s.address()) < 0) {
-            return expected(Libc.errno(), uffdio_copy.copy(s), "UFFDIO_COPY", dst, length);
+            int errno = Libc.errno();
+            long partial = uffdio_copy.copy(s);
+            if (errno == Errno.EAGAIN && partial > 0 && partial < length) {
+                return partial;
+            }
+            return expected(errno, partial, "UFFDIO_COPY", dst, length);
         }
         return uffdio_copy.copy(s);
     }

@@ -130,6 +130,26 @@ class UserfaultfdTest {
     }
 
     @Test
+    void aCopyThatMeetsAPresentPagePartWayReturnsTheBytesItCopied() {
+        uffd.api(0);
+        uffd.register(mem.address(), mem.byteSize(), Userfaultfd.REGISTER_MODE_MISSING);
+        PageBuffer src = PageBuffer.allocate(arena, 4);
+        for (long o = 0; o < 4 * ps; o += 8) {
+            src.putLong(o, 0xAB00_0000_0000_0000L | o);
+        }
+        assertEquals(ps, uffd.copy(mem.address() + 3 * ps, src.address() + 2 * ps, ps, 0), "page 3 first");
+        assertEquals(3 * ps, uffd.copy(mem.address(), src.address(), 4 * ps, 0),
+                "pages 0-2 copied, then page 3 was present: the kernel's EAGAIN with 3 pages done comes back as 3 pages");
+        assertEquals(Userfaultfd.EEXIST, uffd.copy(mem.address() + 3 * ps, src.address() + 3 * ps, ps, 0));
+        assertEquals(Userfaultfd.EEXIST, uffd.copy(mem.address() + 2 * ps, src.address(), 2 * ps, 0),
+                "a copy whose first page is present copies nothing: EEXIST");
+        for (long o = 0; o < 3 * ps; o += 8) {
+            assertEquals(src.getLong(o), mem.getLong(o), "page " + o / ps + " holds what the long copy brought");
+        }
+        assertEquals(src.getLong(2 * ps + 8), mem.getLong(3 * ps + 8), "page 3 keeps what the first copy brought");
+    }
+
+    @Test
     void copyIntoAnUnregisteredRangeIsAnError() {
         uffd.api(0);
         PageBuffer src = PageBuffer.allocate(arena, 1);

@@ -69,7 +69,10 @@ import org.HdrHistogram.Recorder;
  * and goes on from there (first with a request of at most {@link Options#prefetchAroundPages}),
  * and it never asks twice in one pass for a page (its own {@code asked} bitmap: a page in flight is
  * not done yet, and asking again would send it twice); whatever is still pending at the end of a
- * pass (skipped by a jump, or refused with EAGAIN) is asked for in the next. All of them share only a
+ * pass (skipped by a jump, or refused with EAGAIN) is asked for in the next. A fault on a page that
+ * one of the two oldest background reads in flight is bringing waits for that delivery, whose copy
+ * wakes the thread, rather than asking for the page a second time (for at most 1 ms: awaitsBackground),
+ * so a process reading memory in order rides the background stream. All of them share only a
  * page-state bitmap per region ({@code done}: delivered or dropped, set with atomic OR) and
  * the pending-page counter; there is no lock on the fault path. Races end in EEXIST, which
  * means "already there": the page is marked done and the faulting range woken.
@@ -122,9 +125,9 @@ import org.HdrHistogram.Recorder;
  *
  * <h2>Results of copies</h2>
  * EEXIST: already there (wake and go on). EAGAIN: the mm is changing (an event is pending): the
- * fault is retried after the next read; a multi-page copy that stops early also reports EAGAIN,
- * so those fall back to single pages. ENOENT: the range is no longer mapped or registered (a
- * munmap raced the copy): its pages are dropped and the faulting thread woken — not the end,
+ * fault is retried after the next read; a multi-page copy that stops early (a page on the way
+ * present) delivers the pages before it, and the copy goes on after that page. ENOENT: the
+ * range is no longer mapped or registered (a munmap raced the copy): its pages are dropped and the faulting thread woken — not the end,
  * since it happens to live processes. ESRCH: the mm is gone, the process exited: the server
  * completes (with {@link LazyStats#targetExited()}). When {@link Options#targetPid} is set, the
  * server also completes that way when the pid disappears while it waits.
@@ -288,6 +291,24 @@ public final class LazyPageServer implements AutoCloseable {
      * 21908-24291); 32 and 64 pages gave 2069 and 2290, at a longer wait per fault.
      */
     static final int BACKGROUND_FAULT_PAGES = Math.max(1, Integer.getInteger("lazypages.backgroundFaultPages", 16));
+    /**
+     * How long a fault on a page in one of the two oldest background reads in flight waits for
+     * that delivery before asking for it itself ({@code -Dlazypages.awaitBackgroundMicros=N}; 0:
+     * never waits). See awaitsBackground.
+     */
+    static final long AWAIT_BACKGROUND_NANOS = Long.getLong("lazypages.awaitBackgroundMicros", 1000) * 1000;
+    /** Background reads in flight, in the order issued (a power of two above the window's 64 reads). */
+    private static final int IN_FLIGHT_RING = 256;
+    /** Their image addresses and pages; slot i & (IN_FLIGHT_RING - 1), written by the background thread before inFlightTail. */
+    private final long[] inFlightImg = new long[IN_FLIGHT_RING];
+    private final int[] inFlightPages = new int[IN_FLIGHT_RING];
+    /** Reads issued (the background thread writes it); reads delivered (done or failed, in order on one connection). */
+    private volatile long inFlightTail;
+    private final AtomicLong inFlightHead = new AtomicLong();
+    /** Faults that waited for a background delivery rather than asking (fault thread only). */
+    private long faultsAwaitingBackground;
+    /** {@link #AWAIT_BACKGROUND_NANOS} for this server (tests set it before the start). */
+    private long awaitBackgroundNanos = AWAIT_BACKGROUND_NANOS;
     /** Image addresses where recent faults' reads ended; only the fault path's thread touches them. */
     private final long[] recentFaultEnds = new long[RECENT_FAULTS];
     private int recentFaults;
@@ -444,6 +465,15 @@ public final class LazyPageServer implements AutoCloseable {
         pending.set(total);
     }
 
+    /** How long a fault may wait for a background delivery (see awaitsBackground); for tests, before the start. */
+    synchronized LazyPageServer awaitBackground(long nanos) {
+        if (faultThread != null) {
+            throw new IllegalStateException("already started");
+        }
+        awaitBackgroundNanos = nanos;
+        return this;
+    }
+
     /** Starts the fault thread and, if enabled, the background thread. */
     public synchronized LazyPageServer start() {
         if (faultThread != null) {
@@ -532,6 +562,8 @@ public final class LazyPageServer implements AutoCloseable {
         final Userfaultfd.Messages msgs = new Userfaultfd.Messages(arena, MESSAGES_PER_READ);
         final PageBuffer buf = PageBuffer.allocate(arena, Math.max(1 + options.prefetchPages(), BACKGROUND_FAULT_PAGES));
         long[] deferred = new long[MESSAGES_PER_READ];
+        /** When each deferred fault was first read (System.nanoTime). */
+        long[] deferredSince = new long[MESSAGES_PER_READ];
         int nDeferred;
         String step = "starting";
 
@@ -561,10 +593,12 @@ public final class LazyPageServer implements AutoCloseable {
                 if (msgs.event(i) == Userfaultfd.EVENT_PAGEFAULT) {
                     faults++;
                     long page = msgs.address(i) & -ps;
-                    if (!serve(page, buf, t0)) {
+                    if (!serve(page, buf, t0, t0)) {
                         if (nDeferred == deferred.length) {
                             deferred = java.util.Arrays.copyOf(deferred, deferred.length * 2);
+                            deferredSince = java.util.Arrays.copyOf(deferredSince, deferred.length);
                         }
+                        deferredSince[nDeferred] = t0;
                         deferred[nDeferred++] = page;
                     }
                 }
@@ -574,7 +608,7 @@ public final class LazyPageServer implements AutoCloseable {
 
         void retryDeferred() {
             step = "retrying faults";
-            nDeferred = LazyPageServer.this.retryDeferred(deferred, nDeferred, buf);
+            nDeferred = LazyPageServer.this.retryDeferred(deferred, deferredSince, nDeferred, buf);
         }
     }
 
@@ -804,21 +838,28 @@ public final class LazyPageServer implements AutoCloseable {
         }
     }
 
-    /** Tries the deferred faults again (after the read that followed their EAGAIN); returns how many remain. */
-    private int retryDeferred(long[] deferred, int n, PageBuffer buf) {
+    /**
+     * Tries the deferred faults again (after the read that followed their EAGAIN, or while they
+     * wait for a background delivery); returns how many remain.
+     */
+    private int retryDeferred(long[] deferred, long[] since, int n, PageBuffer buf) {
         retries += n;
         int left = 0;
         long t0 = System.nanoTime();
         for (int i = 0; i < n; i++) {
-            if (!serve(deferred[i], buf, t0)) {
+            if (!serve(deferred[i], buf, t0, since[i])) {
+                since[left] = since[i];
                 deferred[left++] = deferred[i];
             }
         }
         return left;
     }
 
-    /** Resolves a fault on {@code page} (current address); false on EAGAIN (retry after the next read). */
-    private boolean serve(long page, PageBuffer buf, long t0) {
+    /**
+     * Resolves a fault on {@code page} (current address), first read at {@code since}; false on
+     * EAGAIN (retry after the next read) or while it waits for a background delivery.
+     */
+    private boolean serve(long page, PageBuffer buf, long t0, long since) {
         Seg[] s = segs;
         int si = segOfCur(s, page);
         if (si >= 0) {
@@ -828,11 +869,43 @@ public final class LazyPageServer implements AutoCloseable {
             if (r >= 0) {
                 int idx = (int) ((img - regStart[r]) >>> shift);
                 if (isStored(r, idx) && !isDone(r, idx)) {
+                    if (awaitsBackground(img, t0, since)) {
+                        return false; // that delivery's copy wakes the thread; retried after the next read or 1 ms
+                    }
                     return copyFault(page, img, r, idx, seg, buf, t0);
                 }
             }
         }
         return zeroFault(page, t0);
+    }
+
+    /**
+     * Whether a fault on a page one of the two oldest background reads in flight is bringing
+     * should wait for that delivery (its copy wakes the thread) rather than ask for the page
+     * again: those reads are being received now, and a second request would send the pages
+     * twice, over the link and through UFFDIO_COPY (the later copy finds them present). A
+     * process that reads memory in order catches up with the background stream that way (and
+     * the stream, no longer jumping to each fault, runs on). Bounded: after
+     * {@link #AWAIT_BACKGROUND_NANOS} (or when the read is no longer among the two oldest) the
+     * fault asks for its pages.
+     */
+    private boolean awaitsBackground(long img, long t0, long since) {
+        if (awaitBackgroundNanos <= 0 || backgroundThread == null || t0 - since >= awaitBackgroundNanos) {
+            return false;
+        }
+        long h = inFlightHead.get();
+        long t = inFlightTail;
+        for (long i = h; i < t && i < h + 2; i++) {
+            int slot = (int) (i & (IN_FLIGHT_RING - 1));
+            long a = inFlightImg[slot];
+            if (img >= a && img < a + ((long) inFlightPages[slot] << shift)) {
+                if (t0 == since) {
+                    faultsAwaitingBackground++;
+                }
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Whether a fault at image address {@code img} looks sequential (see the class comment). */
@@ -892,7 +965,10 @@ public final class LazyPageServer implements AutoCloseable {
         }
         long len = (long) k << shift;
         long res = uffd.copy(page, buf.address(), len, 0);
-        if (res != len && k > 1) { // EEXIST/EAGAIN part way (a copy that stops early says EAGAIN): the page alone
+        if (res > 0 && res < len) { // stopped part way (a later page present): the pages before it, the faulting one first
+            k = (int) (res >>> shift);
+            len = res;
+        } else if (res != len && k > 1) { // EAGAIN, or ENOENT for part of the range: the page alone
             k = 1;
             len = ps;
             res = uffd.copy(page, buf.address(), len, 0);
@@ -1174,17 +1250,26 @@ public final class LazyPageServer implements AutoCloseable {
     private int readAsync(long img, int k) throws java.io.IOException {
         backgroundInFlight.incrementAndGet();
         backgroundPagesInFlight.addAndGet(k); // before the read: its delivery may come before it returns
+        long t = inFlightTail;
+        int slot = (int) (t & (IN_FLIGHT_RING - 1));
+        inFlightImg[slot] = img;
+        inFlightPages[slot] = k;
+        inFlightTail = t + 1;
         int taken;
         try {
             taken = source.readAsync(img, k, true, backgroundDelivery);
         } catch (java.io.IOException | RuntimeException e) {
             backgroundPagesInFlight.addAndGet(-k);
             backgroundInFlight.decrementAndGet();
+            inFlightTail = t; // no delivery comes for it, so none counted past it
             throw e;
         }
         backgroundPagesInFlight.addAndGet(taken - k);
         if (taken == 0) {
             backgroundInFlight.decrementAndGet();
+            inFlightTail = t;
+        } else if (taken < k) {
+            inFlightPages[slot] = taken;
         }
         return taken;
     }
@@ -1230,6 +1315,7 @@ public final class LazyPageServer implements AutoCloseable {
 
         @Override
         public void done() {
+            inFlightHead.incrementAndGet();
             backgroundInFlight.decrementAndGet();
             LockSupport.unpark(backgroundThread);
         }
@@ -1237,6 +1323,7 @@ public final class LazyPageServer implements AutoCloseable {
         @Override
         public void failed(Throwable cause) {
             fail("background read from the source", cause);
+            inFlightHead.incrementAndGet();
             backgroundInFlight.decrementAndGet();
             LockSupport.unpark(backgroundThread);
         }
@@ -1465,19 +1552,11 @@ public final class LazyPageServer implements AutoCloseable {
                 long cur = seg.cur + (img - seg.img);
                 long len = (long) m << shift;
                 long src = srcBase + ((long) i << shift);
-                long res = uffd.copy(cur, src, len, 0);
-                if (res == len) {
-                    long k = markDone(r, idx + i, m);
-                    pageCount.addAndGet(k);
-                    byteCount.addAndGet(len);
-                    delivered += k;
-                } else {
-                    long k = copyPagesOneByOne(r, idx + i, m, cur, src, pageCount, byteCount);
-                    if (k < 0) {
-                        return -1;
-                    }
-                    delivered += k;
+                long k = copyRun(r, idx + i, m, cur, src, pageCount, byteCount);
+                if (k < 0) {
+                    return -1;
                 }
+                delivered += k;
                 i = j;
             }
             return delivered;
@@ -1486,29 +1565,51 @@ public final class LazyPageServer implements AutoCloseable {
         }
     }
 
-    /** After a multi-page copy stopped early: page by page. The pages delivered, or -1 on EAGAIN. */
-    private long copyPagesOneByOne(int r, int idx, int m, long cur, long src, AtomicLong pageCount, AtomicLong byteCount) {
+    /**
+     * UFFDIO_COPY of the run of {@code m} pages at current address {@code cur} (image pages
+     * [idx, idx+m) of region r) from {@code src}: one copy, and where it stops part way (the next
+     * page present: a fault or another delivery brought it) or fails on its first page, that page
+     * alone, then one copy for the rest again. The pages delivered, or -1 on EAGAIN (or the mm gone).
+     */
+    private long copyRun(int r, int idx, int m, long cur, long src, AtomicLong pageCount, AtomicLong byteCount) {
         long delivered = 0;
-        for (int p = 0; p < m; p++) {
+        int p = 0;
+        boolean alone = false; // after ENOENT for several pages: the first of them alone
+        while (p < m) {
             long off = (long) p << shift;
-            long res = uffd.copy(cur + off, src + off, ps, 0);
-            if (res == ps) {
-                long k = markDone(r, idx + p, 1);
+            int n = alone ? 1 : m - p;
+            alone = false;
+            long res = uffd.copy(cur + off, src + off, (long) n << shift, 0);
+            if (res > 0) { // all of it, or the pages before the one it stopped at
+                int c = (int) (res >>> shift);
+                long k = markDone(r, idx + p, c);
                 pageCount.addAndGet(k);
-                byteCount.addAndGet(ps);
+                byteCount.addAndGet((long) c << shift);
                 delivered += k;
-            } else if (res == Userfaultfd.EEXIST) {
+                p += c;
+                continue;
+            }
+            if (res == Userfaultfd.EEXIST) { // its first page is present
                 pagesFoundPresent.addAndGet(markDone(r, idx + p, 1));
-            } else if (res == Userfaultfd.ENOENT) { // unmapped: its UNMAP event may still be on its way
-                pagesDropped.addAndGet(markDone(r, idx + p, 1));
-            } else if (res == Userfaultfd.EAGAIN) {
+                p++;
+                continue;
+            }
+            if (res == Userfaultfd.EAGAIN) {
                 return -1;
-            } else if (res == Userfaultfd.ESRCH) {
+            }
+            if (res == Userfaultfd.ESRCH) {
                 targetGone = true;
                 return -1;
-            } else {
+            }
+            if (res != Userfaultfd.ENOENT) {
                 throw new LazyPagesException("UFFDIO_COPY at 0x" + Long.toHexString(cur + off) + " returned " + res);
             }
+            if (n > 1) { // some of the run unmapped (its UNMAP event may still be on its way): which, page by page
+                alone = true;
+                continue;
+            }
+            pagesDropped.addAndGet(markDone(r, idx + p, 1));
+            p++;
         }
         return delivered;
     }
@@ -1670,7 +1771,8 @@ public final class LazyPageServer implements AutoCloseable {
         return new LazyStats(faults, faultsCopied.get(), zeroPages, faultsAlreadyThere, pagesByFault.get(), pagesByBackground.get(),
                 pagesDropped.get(), pagesFoundPresent.get(), bytesByFault.get() + bytesByBackground.get(), retries, removes, unmaps, remaps, forksNotServed,
                 copyLatency.getIntervalHistogram(), zeroLatency.getIntervalHistogram(), mibps,
-                Duration.ofNanos(end - startedAt), targetGone, forksServed, List.copyOf(kids), pagesByHelper.get());
+                Duration.ofNanos(end - startedAt), targetGone, forksServed, List.copyOf(kids), pagesByHelper.get(),
+                faultsAwaitingBackground);
     }
 
     /**

@@ -17,10 +17,11 @@ import org.HdrHistogram.Histogram;
  * @param pagesByFault        stored pages copied by the fault thread (faulting page and prefetch)
  * @param pagesByBackground   stored pages copied by the background sweep
  * @param pagesDropped        stored pages never copied because of REMOVE, UNMAP or an unmapped range
- * @param pagesFoundPresent   stored pages first seen as EEXIST (copied by the other thread, or by a
- *                            multi-page copy that stopped part way, not yet marked)
+ * @param pagesFoundPresent   stored pages first seen as EEXIST (copied by another thread that had not
+ *                            marked them yet: sent twice)
  * @param bytesCopied         bytes copied by UFFDIO_COPY (both threads)
- * @param retries             EAGAIN results (mm changing) that were retried
+ * @param retries             deferred faults served again: after EAGAIN (mm changing), or while waiting
+ *                            for a background delivery
  * @param removes             UFFD_EVENT_REMOVE events
  * @param unmaps              UFFD_EVENT_UNMAP events
  * @param remaps              UFFD_EVENT_REMAP events
@@ -34,12 +35,15 @@ import org.HdrHistogram.Histogram;
  * @param children            the statistics of those child servers (each with its own children), in fork order
  * @param pagesByFaultLoopHelp of {@code pagesByBackground}, the pages the fault event loop copied between
  *                            faults, helping the BULK loop with its deliveries
+ * @param faultsAwaitingBackground faults on a page that one of the two oldest background reads in flight
+ *                            was bringing, which waited for that delivery rather than asking again
  */
 public record LazyStats(long faults, long faultsCopied, long zeroPages, long faultsAlreadyThere, long pagesByFault,
                         long pagesByBackground, long pagesDropped, long pagesFoundPresent, long bytesCopied, long retries, long removes,
                         long unmaps, long remaps, long forksNotServed, Histogram copyLatency, Histogram zeroLatency,
                         double backgroundMiBps, Duration timeToCompletion, boolean targetExited,
-                        long forksServed, java.util.List<LazyStats> children, long pagesByFaultLoopHelp) {
+                        long forksServed, java.util.List<LazyStats> children, long pagesByFaultLoopHelp,
+                        long faultsAwaitingBackground) {
 
     /** A percentile (0-100) of the copy-fault latency, in µs. */
     public double copyMicros(double percentile) {
@@ -67,7 +71,7 @@ public record LazyStats(long faults, long faultsCopied, long zeroPages, long fau
     @Override
     public String toString() {
         return "faults=" + faults + " (copied " + faultsCopied + ", zero " + zeroPages + ", already there "
-                + faultsAlreadyThere + "), pages by fault " + pagesByFault + ", by background " + pagesByBackground
+                + faultsAlreadyThere + ", waited for the background " + faultsAwaitingBackground + "), pages by fault " + pagesByFault + ", by background " + pagesByBackground
                 + (pagesByFaultLoopHelp > 0 ? " (" + pagesByFaultLoopHelp + " of them copied by the fault loop)" : "")
                 + ", dropped " + pagesDropped + ", found present " + pagesFoundPresent + ", bytes " + bytesCopied + ", retries " + retries + ", events remove="
                 + removes + " unmap=" + unmaps + " remap=" + remaps + " fork(served)=" + forksServed + " fork(not served)=" + forksNotServed

@@ -168,6 +168,8 @@ final class LazyFixture {
         final java.util.concurrent.atomic.AtomicLong outstandingPages = new java.util.concurrent.atomic.AtomicLong();
         final AtomicInteger maxOutstanding = new AtomicInteger();
         final java.util.concurrent.atomic.AtomicLong maxOutstandingPages = new java.util.concurrent.atomic.AtomicLong();
+        /** Image addresses of the asynchronous reads for faults (not background), in order. */
+        final java.util.Queue<Long> faultReads = new java.util.concurrent.ConcurrentLinkedQueue<>();
         private final java.util.concurrent.ScheduledExecutorService link =
                 java.util.concurrent.Executors.newSingleThreadScheduledExecutor();
 
@@ -183,6 +185,9 @@ final class LazyFixture {
 
         @Override
         public int readAsync(long vaddr, int maxPages, boolean background, Delivery delivery) throws IOException {
+            if (!background) {
+                faultReads.add(vaddr);
+            }
             PageBuffer buf = PageBuffer.allocate(maxPages);
             inner.readPages(vaddr, maxPages, buf, 0);
             maxOutstanding.accumulateAndGet(outstanding.incrementAndGet(), Math::max);

@@ -47,6 +47,7 @@ class LazyPageServerTest {
     private BitSet stored;
     private LazyFixture.CountingSource source;
     private LazyPageServer server;
+    private Userfaultfd uffd;
     private int run;
     /** What the server reads through, around the counting source. */
     private java.util.function.UnaryOperator<LazySource> wrapSource = java.util.function.UnaryOperator.identity();
@@ -78,6 +79,7 @@ class LazyPageServerTest {
         cleanup.add(image);
         source = new LazyFixture.CountingSource(image);
         Userfaultfd uffd = Userfaultfd.open(true);
+        this.uffd = uffd;
         Userfaultfd.Api api = uffd.api(FEATURES);
         assertTrue(api.has(FEATURES), api.toString());
         uffd.register(base, (long) pages * PS, Userfaultfd.REGISTER_MODE_MISSING);
@@ -307,6 +309,75 @@ class LazyPageServerTest {
                 "at most " + latent[0].maxOutstanding.get() + " reads were in flight at once");
         assertTrue(latent[0].maxOutstandingPages.get() <= (long) options.backgroundRequests() * options.backgroundChunkPages(),
                 latent[0].maxOutstandingPages.get() + " pages in flight at once");
+    }
+
+    /**
+     * A fault on a page the oldest background reads in flight are bringing waits for them (their
+     * copy wakes the thread) instead of asking for the page a second time; one on a page of a
+     * later read asks. Reads here take 200 ms, and the wait is unbounded, so which fault asked
+     * does not depend on timing.
+     */
+    @Test
+    void aFaultOnAPageTheOldestBackgroundReadsAreBringingWaitsForThemInsteadOfAskingAgain() throws Exception {
+        LazyFixture.LatentSource latent = startWithTheFirstBackgroundReadsInFlight(TimeUnit.SECONDS.toNanos(60));
+        int chunk = LazyPageServer.Options.defaults().backgroundChunkPages();
+        int inOldest = 5;
+        int inLater = 3 * chunk + 5; // the fourth read
+        CompletableFuture<byte[]> waits = LazyFixture.touch(mem, inOldest, tmp);
+        CompletableFuture<byte[]> asks = LazyFixture.touch(mem, inLater, tmp);
+        assertArrayEquals(expected(inOldest), await(waits));
+        assertArrayEquals(expected(inLater), await(asks));
+        LazyStats stats = await(server.completion());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+        assertEquals(List.of(base + (long) inLater * PS), List.copyOf(latent.faultReads),
+                "only the fault beyond the two oldest reads asked the source: " + stats);
+        assertEquals(1, stats.faultsAwaitingBackground(), stats.toString());
+    }
+
+    /** The same faults with waiting off (-Dlazypages.awaitBackgroundMicros=0) both ask: what the wait saves. */
+    @Test
+    void withoutTheWaitBothFaultsAskTheSource() throws Exception {
+        LazyFixture.LatentSource latent = startWithTheFirstBackgroundReadsInFlight(0);
+        assertArrayEquals(expected(5), await(LazyFixture.touch(mem, 5, tmp)));
+        LazyStats stats = await(server.completion());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+        assertEquals(List.of(base + 5L * PS), List.copyOf(latent.faultReads), stats.toString());
+        assertEquals(0, stats.faultsAwaitingBackground(), stats.toString());
+    }
+
+    /** 8 full background reads' worth of stored pages behind a 200 ms link; started, returns once the first reads are in flight. */
+    private LazyFixture.LatentSource startWithTheFirstBackgroundReadsInFlight(long awaitBackgroundNanos) throws Exception {
+        LazyPageServer.Options options = LazyPageServer.Options.defaults();
+        int chunk = options.backgroundChunkPages();
+        LazyFixture.LatentSource[] latent = new LazyFixture.LatentSource[1];
+        wrapSource = src -> latent[0] = new LazyFixture.LatentSource(src, TimeUnit.MILLISECONDS.toNanos(200));
+        LazyPageServer s = setUp(8 * chunk, range(0, 8 * chunk), options);
+        cleanup.add(latent[0]);
+        s.awaitBackground(awaitBackgroundNanos).start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (latent[0].outstanding.get() < options.backgroundRequests() && System.nanoTime() - deadline < 0) {
+            Thread.sleep(1);
+        }
+        assertEquals(options.backgroundRequests(), latent[0].outstanding.get(), "the first reads are in flight");
+        return latent[0];
+    }
+
+    /**
+     * A background copy whose run meets a page already present part way (UFFDIO_COPY stops there:
+     * the kernel's EAGAIN with the pages before it copied) credits the pages it did copy to the
+     * background, counts the present one as found present, and copies the rest of the run after it.
+     */
+    @Test
+    void aBackgroundCopyStoppedPartWayByAPresentPageCountsWhatItCopiedAndGoesOn() throws Exception {
+        LazyPageServer s = setUp(64, range(0, 64), LazyPageServer.Options.defaults().withBackgroundChunk(64, 64));
+        try (PageBuffer src = PageBuffer.allocate(1)) {
+            src.copyFrom(expected(20), 0, 0, PS);
+            assertEquals(PS, uffd.copy(base + 20L * PS, src.address(), PS, 0), "page 20 present before the server starts");
+        }
+        LazyStats stats = await(s.start().completion());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+        assertEquals(1, stats.pagesFoundPresent(), stats.toString());
+        assertEquals(63, stats.pagesByBackground(), stats.toString());
     }
 
     @Test
