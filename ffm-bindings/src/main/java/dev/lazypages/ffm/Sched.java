@@ -24,8 +24,12 @@ public final class Sched {
     private Sched() {
     }
 
-    /** A thread's policy (one of the constants above, or a real-time one) and nice value. */
-    public record Attr(int policy, int nice) {
+    /**
+     * A thread's policy (one of the constants above, or a real-time one), nice value, and for the
+     * fair policies its slice in ns (sched_runtime: what the kernel reports, its default or a
+     * requested one; 0 where the kernel reports none).
+     */
+    public record Attr(int policy, int nice, long sliceNanos) {
     }
 
     /** sched_getattr(tid): the thread's policy and nice value. */
@@ -35,20 +39,33 @@ public final class Sched {
             if (Libc.syscall(Native.SYS_sched_getattr(), tid, a.address(), sched_attr.sizeof(), 0, 0, 0) < 0) {
                 throw new SyscallException("sched_getattr(tid=" + tid + ")", Libc.errno());
             }
-            return new Attr(sched_attr.sched_policy(a), sched_attr.sched_nice(a));
+            return new Attr(sched_attr.sched_policy(a), sched_attr.sched_nice(a), sched_attr.sched_runtime(a));
         }
     }
 
     /** sched_setattr(tid) with {@code policy} and {@code nice} (nice is ignored by the kernel for SCHED_IDLE). */
     public static void set(int tid, int policy, int nice) {
+        set(tid, policy, nice, 0);
+    }
+
+    /**
+     * sched_setattr(tid) with {@code policy}, {@code nice} and, for a fair policy, a slice of
+     * {@code sliceNanos} (0: the kernel's default). Since Linux 6.12 (EEVDF) the slice is the
+     * time the thread asks to run at a time, clamped to 0.1-100 ms: a thread with a shorter slice
+     * than the running one's gets an earlier deadline, so when it wakes it preempts that thread
+     * instead of waiting for its slice to end, at the same share of CPU time. Older kernels
+     * ignore it.
+     */
+    public static void set(int tid, int policy, int nice, long sliceNanos) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment a = arena.allocate(sched_attr.layout());
             sched_attr.size(a, (int) sched_attr.sizeof());
             sched_attr.sched_policy(a, policy);
             sched_attr.sched_nice(a, nice);
+            sched_attr.sched_runtime(a, sliceNanos);
             if (Libc.syscall(Native.SYS_sched_setattr(), tid, a.address(), 0, 0, 0, 0) < 0) {
-                throw new SyscallException("sched_setattr(tid=" + tid + ", policy=" + policy + ", nice=" + nice + ")",
-                        Libc.errno());
+                throw new SyscallException("sched_setattr(tid=" + tid + ", policy=" + policy + ", nice=" + nice
+                        + (sliceNanos != 0 ? ", slice=" + sliceNanos + " ns" : "") + ")", Libc.errno());
             }
         }
     }

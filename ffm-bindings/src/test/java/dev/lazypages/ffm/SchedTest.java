@@ -1,6 +1,7 @@
 package dev.lazypages.ffm;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.nio.file.Files;
@@ -43,6 +44,27 @@ class SchedTest {
         assertEquals(Sched.IDLE, r[5]);
         // the calling thread is untouched: policy is per thread
         assertEquals(Sched.NORMAL, Sched.get(0).policy());
+    }
+
+    @Test
+    void aFairThreadAsksForAShortSliceAndKeepsItsPolicyAndNice() throws Exception {
+        CompletableFuture<Sched.Attr[]> seen = new CompletableFuture<>();
+        Thread t = Thread.ofPlatform().start(() -> {
+            try {
+                Sched.Attr before = Sched.get(0);
+                Sched.set(0, before.policy(), before.nice(), 100_000);
+                seen.complete(new Sched.Attr[] {before, Sched.get(0)});
+            } catch (Throwable e) {
+                seen.completeExceptionally(e);
+            }
+        });
+        Sched.Attr[] r = seen.get();
+        t.join();
+        assertEquals(Sched.NORMAL, r[1].policy());
+        assertEquals(r[0].nice(), r[1].nice());
+        assertEquals(100_000, r[1].sliceNanos(), "the kernel reports the slice asked for (Linux 6.12+): " + r[1]);
+        assertNotEquals(100_000, r[0].sliceNanos(), "not the default: " + r[0]);
+        assertNotEquals(100_000, Sched.get(0).sliceNanos(), "the calling thread is untouched");
     }
 
     @Test

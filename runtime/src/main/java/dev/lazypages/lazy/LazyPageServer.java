@@ -525,6 +525,7 @@ public final class LazyPageServer implements AutoCloseable {
     private void faultLoop() {
         FaultReader fr = null;
         try {
+            CpuYield.faultPath(); // a fault wakes this thread ahead of the background's copies
             fr = new FaultReader();
             final int timeout = options.pollTimeoutMillis();
             while (!stopping) {

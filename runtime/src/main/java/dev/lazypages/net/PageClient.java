@@ -158,7 +158,10 @@ public final class PageClient implements AutoCloseable {
             c.bulk = c.new Conn(KIND_BULK, group.next());
             c.bulk.loop.execute(CpuYield::thisThread); // its loop receives and copies bulk pages: faults go first
             long spin = SpinThenBlock.spinNanos(SpinThenBlock.CLIENT_PROPERTY, SpinThenBlock.CLIENT_DEFAULT_MICROS);
-            c.fault.loop.execute(() -> SpinThenBlock.enableHere(spin)); // the next fault, read without a wake-up
+            c.fault.loop.execute(() -> {
+                SpinThenBlock.enableHere(spin); // the next fault, read without a wake-up
+                CpuYield.faultPath(); // and when it sleeps, a fault wakes it ahead of the bulk transfer
+            });
             c.fault.first();
             c.bulk.first();
             return c;

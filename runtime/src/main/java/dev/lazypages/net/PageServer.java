@@ -254,6 +254,7 @@ public final class PageServer implements AutoCloseable {
             kind = r.flags();
             if (kind == KIND_FAULT) {
                 SpinThenBlock.enableHere(SpinThenBlock.spinNanos(SpinThenBlock.SERVER_PROPERTY, 0));
+                CpuYield.faultPath(); // a fault's request wakes this loop ahead of the bulk reads
             }
             lastActivity = System.nanoTime();
             authTimeout.cancel(false);

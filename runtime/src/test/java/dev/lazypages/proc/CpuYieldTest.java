@@ -48,25 +48,48 @@ class CpuYieldTest {
     }
 
     @Test
-    void makesTheCallingThreadIdleOnlyWhenAskedTo() throws Exception {
-        CompletableFuture<int[]> seen = new CompletableFuture<>();
+    void givesTheCallingBulkThreadALongSliceAndMakesItIdleOnlyWhenAskedTo() throws Exception {
+        CompletableFuture<Object[]> seen = new CompletableFuture<>();
         Thread.ofPlatform().start(() -> {
             try {
-                boolean off = CpuYield.thisThread(); // not asked: the default
-                int offPolicy = Sched.get(0).policy();
+                boolean slice = CpuYield.thisThread(); // the default: a long slice
+                Sched.Attr sliced = Sched.get(0);
                 boolean on = withProperty(CpuYield.BULK_PROPERTY, "true", CpuYield::thisThread);
                 boolean again = withProperty(CpuYield.BULK_PROPERTY, "true", CpuYield::thisThread);
-                seen.complete(new int[] {off ? 1 : 0, offPolicy, on ? 1 : 0, Sched.get(0).policy(), again ? 1 : 0});
+                seen.complete(new Object[] {slice, sliced, on, Sched.get(0).policy(), again});
             } catch (Throwable t) {
                 seen.completeExceptionally(t);
             }
         });
-        int[] r = seen.get();
-        assertEquals(0, r[0]);
-        assertEquals(Sched.NORMAL, r[1]);
-        assertEquals(1, r[2]);
+        Object[] r = seen.get();
+        assertEquals(true, r[0]);
+        assertEquals(Sched.NORMAL, ((Sched.Attr) r[1]).policy());
+        assertEquals(CpuYield.BULK_SLICE_DEFAULT_MICROS * 1000, ((Sched.Attr) r[1]).sliceNanos(), r[1].toString());
+        assertEquals(true, r[2]);
         assertEquals(Sched.IDLE, r[3]);
-        assertEquals(0, r[4], "already idle: nothing to change");
+        assertEquals(false, r[4], "already idle: nothing to change");
         assertEquals(Sched.NORMAL, Sched.get(0).policy(), "only the calling thread changed");
+    }
+
+    @Test
+    void givesTheCallingFaultThreadAShortSliceUnlessSwitchedOff() throws Exception {
+        CompletableFuture<long[]> seen = new CompletableFuture<>();
+        Thread.ofPlatform().start(() -> {
+            try {
+                long before = Sched.get(0).sliceNanos();
+                boolean off = withProperty(CpuYield.FAULT_SLICE_PROPERTY, "0", CpuYield::faultPath);
+                long afterOff = Sched.get(0).sliceNanos();
+                boolean on = CpuYield.faultPath();
+                seen.complete(new long[] {before, off ? 1 : 0, afterOff, on ? 1 : 0, Sched.get(0).sliceNanos(), Sched.get(0).policy()});
+            } catch (Throwable t) {
+                seen.completeExceptionally(t);
+            }
+        });
+        long[] r = seen.get();
+        assertEquals(0, r[1], "0: left as it is");
+        assertEquals(r[0], r[2]);
+        assertEquals(1, r[3]);
+        assertEquals(CpuYield.FAULT_SLICE_DEFAULT_MICROS * 1000, r[4]);
+        assertEquals(Sched.NORMAL, r[5], "still a normal thread");
     }
 }
