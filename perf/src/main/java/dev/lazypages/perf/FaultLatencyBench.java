@@ -22,8 +22,8 @@ import picocli.CommandLine.Mixin;
  * fixed rate, through our engine and through the C floor ({@link TouchRig}), idle (no
  * background transfer) and while the background transfer runs. Each touch's latency is taken
  * by the toucher itself (the same C code in both pipelines); touches that found their page in
- * already (under {@link TouchRun#HIT_NANOS}: the background was first) are counted apart. Three
- * warm-up rounds of four times the touches ({@code --quick}: one of as many), then {@code repeat} rounds, the four variants interleaved in each round so
+ * already (under {@link TouchRun#HIT_NANOS}: the background was first) are counted apart.
+ * {@value #FULL_WARMUPS} warm-up rounds of four times the touches ({@code --quick}: one of as many), then {@code repeat} rounds, the four variants interleaved in each round so
  * that the machine's load falls on all of them alike.
  */
 @Command(name = "fault-latency", mixinStandardHelpOptions = true, versionProvider = Bench.Version.class,
@@ -47,7 +47,7 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
     record Config(int pages, int touches, int intervalMicros, int repeat, long seed, Path stubsDir, Path workDir,
                   boolean fullWarmup, int warmups) {
         static Config full() {
-            return new Config(262_144, 5_000, 100, 5, 42, null, null, true, 3);
+            return new Config(262_144, 5_000, 100, 5, 42, null, null, true, FULL_WARMUPS);
         }
 
         static Config quick() {
@@ -62,6 +62,18 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
      * Userfaultfd.read...; C2 compiles after ~15000 invocations, a round serves 5000 faults).
      */
     static final int WARMUP_TOUCHES_FACTOR = 4;
+
+    /**
+     * Warm-up rounds of a full run. With 3, the JIT still compiled during the measured rounds'
+     * touches (the rounds' "JIT" figures in a full run: 0-38 ms in ours' idle rounds, 62-252 ms in the
+     * background ones; up to 159 and 444 ms under JFR), and ours' idle p99 swung from 0.17 to 1.7 ms
+     * between rounds; with 8
+     * ({@code fault-latency --warmups 8 --repeat 5}), ours' idle rounds compiled 0-2 ms and their p99
+     * was 115-144 µs in all five (the floor's 87-131). The background rounds still compile 25-180 ms:
+     * the dump and restore before each (code run once a round) queue compiles that run beside the
+     * touches, since the background starts with the restore.
+     */
+    static final int FULL_WARMUPS = 8;
 
     private static final String[][] VARIANTS = {{"floor", "idle"}, {"ours", "idle"}, {"floor", "background"}, {"ours", "background"}};
 
@@ -78,11 +90,15 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
             description = "Touch interval: the fixed rate the toucher drives faults at (default ${DEFAULT-VALUE}).")
     private int intervalMicros;
 
-    @Option(names = "--repeat", defaultValue = "5", description = "Measured rounds, after three warm-up rounds of four times the touches (default ${DEFAULT-VALUE}).")
+    @Option(names = "--repeat", defaultValue = "5", description = "Measured rounds, after the warm-up rounds (default ${DEFAULT-VALUE}).")
     private int repeat;
 
     @Option(names = "--seed", defaultValue = "42", description = "Seed of the pattern and the order (default ${DEFAULT-VALUE}).")
     private long seed;
+
+    @Option(names = "--warmups", defaultValue = "" + FULL_WARMUPS,
+            description = "Warm-up rounds of four times the touches, discarded (default ${DEFAULT-VALUE}).")
+    private int warmups;
 
     @Override
     public String name() {
@@ -101,12 +117,12 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
 
     @Override
     public Integer call() throws Exception {
-        if (sizeMib < 1 || touches < 1 || repeat < 1 || intervalMicros < 0) {
-            throw new IllegalArgumentException("--size-mib, --touches and --repeat must be at least 1, --interval-us at least 0");
+        if (sizeMib < 1 || touches < 1 || repeat < 1 || intervalMicros < 0 || warmups < 0) {
+            throw new IllegalArgumentException("--size-mib, --touches and --repeat must be at least 1, --interval-us and --warmups at least 0");
         }
         Config c = common.quick ? new Config(Config.quick().pages(), Config.quick().touches(), Config.quick().intervalMicros(),
                 Config.quick().repeat(), seed, common.stubsDir, common.workDir, false, 1)
-                : new Config(sizeMib * 256, touches, intervalMicros, repeat, seed, common.stubsDir, common.workDir, true, 3);
+                : new Config(sizeMib * 256, touches, intervalMicros, repeat, seed, common.stubsDir, common.workDir, true, warmups);
         if (c.touches() > c.pages()) {
             throw new IllegalArgumentException("--touches must not exceed the region's pages (" + c.pages() + ")");
         }
