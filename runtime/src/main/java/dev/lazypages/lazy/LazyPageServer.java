@@ -127,8 +127,8 @@ import org.HdrHistogram.Recorder;
  * EEXIST: already there (wake and go on). EAGAIN: the mm is changing (an event is pending): the
  * fault is retried after the next read; a multi-page copy that stops early (a page on the way
  * present) delivers the pages before it, and the copy goes on after that page. ENOENT: the
- * range is no longer mapped or registered (a munmap raced the copy): its pages are dropped and the faulting thread woken — not the end,
- * since it happens to live processes. ESRCH: the mm is gone, the process exited: the server
+ * range is no longer mapped or registered (a munmap raced the copy): its pages are dropped and
+ * the faulting thread woken — not the end, since it happens to live processes. ESRCH: the mm is gone, the process exited: the server
  * completes (with {@link LazyStats#targetExited()}). When {@link Options#targetPid} is set, the
  * server also completes that way when the pid disappears while it waits.
  *
