@@ -247,7 +247,7 @@ final class JarRig implements AutoCloseable {
                 Thread.sleep(20);
                 r = reportOutcomes();
             }
-            assertEquals(n, r.size(), "reports in " + reportDir + ": " + r);
+            assertEquals(n, r.size(), "reports in " + reportDir + ": " + r + "\n--- daemon\n" + log());
             return r;
         }
 
