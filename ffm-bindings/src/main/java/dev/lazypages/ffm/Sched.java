@@ -32,7 +32,7 @@ public final class Sched {
     public record Attr(int policy, int nice, long sliceNanos) {
     }
 
-    /** sched_getattr(tid): the thread's policy and nice value. */
+    /** sched_getattr(tid): the thread's policy, nice value and slice. */
     public static Attr get(int tid) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment a = arena.allocate(sched_attr.layout());

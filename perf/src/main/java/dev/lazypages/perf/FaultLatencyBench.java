@@ -67,9 +67,8 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
      * Warm-up rounds of a full run. With 3, the JIT still compiled during the measured rounds'
      * touches (the rounds' "JIT" figures in a full run: 0-38 ms in ours' idle rounds, 62-252 ms in the
      * background ones; up to 159 and 444 ms under JFR), and ours' idle p99 swung from 0.17 to 1.7 ms
-     * between rounds; with 8
-     * ({@code fault-latency --warmups 8 --repeat 5}), ours' idle rounds compiled 0-2 ms and their p99
-     * was 115-144 µs in all five (the floor's 87-131). The background rounds still compile 25-180 ms:
+     * between rounds; with 8 ({@code fault-latency --warmups 8 --repeat 5}), ours' idle rounds
+     * compiled 0-2 ms and their p99 was 115-144 µs in all five (the floor's 87-131). The background rounds still compile 25-180 ms:
      * the dump and restore before each (code run once a round) queue compiles that run beside the
      * touches, since the background starts with the restore.
      */

@@ -254,7 +254,10 @@ public final class PageServer implements AutoCloseable {
             kind = r.flags();
             if (kind == KIND_FAULT) {
                 SpinThenBlock.enableHere(SpinThenBlock.spinNanos(SpinThenBlock.SERVER_PROPERTY, 0));
-                CpuYield.faultPath(); // a fault's request wakes this loop ahead of the bulk reads
+                // A fault's request wakes this loop ahead of the bulk reads. The slice is the loop
+                // thread's: a BULK connection that landed on the same loop gets it too (its reads run
+                // on the bulk thread, only its writes here).
+                CpuYield.faultPath();
             }
             lastActivity = System.nanoTime();
             authTimeout.cancel(false);
