@@ -25,7 +25,8 @@ import picocli.CommandLine.Mixin;
  * from the transfer's start to every page in (ours: the lazy page server's start to its
  * completion, over every REMOTE page of the process; floor: its bulk stream's start to the
  * last page copied), and pages in over time (ours: the page server's count, floor: the
- * toucher's, every 2 ms) for the transfer-rate plot. Two warm-up rounds ({@code --quick}: one), then {@code repeat}.
+ * toucher's, every 2 ms) for the transfer-rate plot. {@value #FULL_WARMUPS} warm-up rounds ({@code --quick}: one; after
+ * the first, ours' runs only: the floor is C, with nothing to compile), then {@code repeat}.
  */
 @Command(name = "postcopy-throughput", mixinStandardHelpOptions = true, versionProvider = Bench.Version.class,
         usageHelpAutoWidth = true,
@@ -46,11 +47,12 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
      * @param repeat measured rounds after the warm-up rounds
      * @param fullWarmup the warm-up rounds run every access pattern; else only the first
      * @param warmups warm-up rounds: the JIT compiles the transfer's code in them (a round of
-     *                the 1 GiB transfer after a single one still had C2 using 0.3-0.6 CPU-seconds)
+     *                the 1 GiB transfer after a single one still had C2 using 0.3-0.6 CPU-seconds;
+     *                see {@link #FULL_WARMUPS})
      */
     record Config(int pages, int repeat, long seed, Path stubsDir, Path workDir, boolean fullWarmup, int warmups) {
         static Config full() {
-            return new Config(262_144, 3, 42, null, null, true, 2);
+            return new Config(262_144, 3, 42, null, null, true, FULL_WARMUPS);
         }
 
         static Config quick() {
@@ -58,14 +60,27 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
         }
     }
 
+    /**
+     * Warm-up rounds of a full run. With 2, C2 still compiled the transfer's own code during the
+     * measured runs ({@code -XX:+PrintCompilation}: 5-32 tier-4 compiles and up to 7 deoptimisations
+     * per run of ours, among them SingleThreadIoEventLoop.run, RemoteLazySource.readAsync,
+     * SingleThreadEventExecutor.execute), and the runs it compiled in were the slow ones (sequential
+     * 1260 MiB/s with 198 CPU-ms of C2 in the run, 1797 with none).
+     */
+    static final int FULL_WARMUPS = 6;
+
     @Mixin
     private TouchBenches.CommonOptions common;
 
     @Option(names = "--size-mib", defaultValue = "1024", description = "Region size in MiB (default ${DEFAULT-VALUE}).")
     private int sizeMib;
 
-    @Option(names = "--repeat", defaultValue = "3", description = "Measured rounds, after two warm-up rounds (default ${DEFAULT-VALUE}).")
+    @Option(names = "--repeat", defaultValue = "3", description = "Measured rounds, after the warm-up rounds (default ${DEFAULT-VALUE}).")
     private int repeat;
+
+    @Option(names = "--warmups", defaultValue = "" + FULL_WARMUPS,
+            description = "Warm-up rounds, discarded; after the first, ours' runs only (default ${DEFAULT-VALUE}).")
+    private int warmups;
 
     @Override
     public String name() {
@@ -84,11 +99,11 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
 
     @Override
     public Integer call() throws Exception {
-        if (sizeMib < 1 || repeat < 1) {
-            throw new IllegalArgumentException("--size-mib and --repeat must be at least 1");
+        if (sizeMib < 1 || repeat < 1 || warmups < 0) {
+            throw new IllegalArgumentException("--size-mib and --repeat must be at least 1, --warmups at least 0");
         }
         Config c = common.quick ? new Config(Config.quick().pages(), Config.quick().repeat(), 42, common.stubsDir, common.workDir, false, 1)
-                : new Config(sizeMib * 256, repeat, 42, common.stubsDir, common.workDir, true, 2);
+                : new Config(sizeMib * 256, repeat, 42, common.stubsDir, common.workDir, true, warmups);
         return common.run(this, say -> measure(c, say));
     }
 
@@ -129,6 +144,9 @@ public final class ThroughputBench implements Callable<Integer>, SuiteBench {
                     }
                     double[] both = new double[2];
                     for (int j = 0; j < PIPELINES.length; j++) {
+                        if (i == 0 && round > 0 && PIPELINES[j].equals("floor")) {
+                            continue; // the floor is C: nothing of it to warm up after the first round
+                        }
                         String k = PIPELINES[j] + " " + a;
                         TouchSpec s = spec(c.pages(), a, c.seed(), Duration.ZERO);
                         TouchRun r = rig.run(PIPELINES[j], s);
