@@ -81,14 +81,13 @@ import org.HdrHistogram.Recorder;
  * madvise(DONTNEED) only after the REMOVE event has been read; a background copy issued
  * between that read and the moment the fault thread marks the pages dropped could land after
  * the zap and resurrect stale data. (A single-threaded monitor is safe because its copies never
- * overlap its reads.) So the fault thread announces each read ({@code readIntent}) and waits
- * for the copies in flight on other threads, each at most {@link Options#backgroundCopyPages}
- * pages, to finish; those threads enter a copy section only while no read is announced, and
- * translate addresses and re-check the bitmap inside it (Dekker-style handshake: the
- * {@code readIntent} flag against the {@code copiers} count). A delivery whose copy meets EAGAIN
- * (an event pending) wakes the faulting thread anyway: it touches the page again and faults
- * anew, served after the event is read. Before the uffd is closed, copy sections are shut
- * ({@code uffdGone}): late deliveries copy nothing.
+ * overlap its reads.) So the fault thread announces each read and waits (parked) for the copies
+ * in flight on other threads, each at most {@link Options#backgroundCopyPages} pages, to finish;
+ * those threads enter a copy section only while no read is announced, and translate addresses
+ * and re-check the bitmap inside it ({@link CopyGate}: a Dekker-style handshake). A delivery
+ * whose copy meets EAGAIN (an event pending) wakes the faulting thread anyway: it touches the
+ * page again and faults anew, served after the event is read. Before the uffd is closed, the
+ * gate is closed: late deliveries copy nothing.
  *
  * <h2>Events</h2>
  * <ul>
@@ -256,12 +255,8 @@ public final class LazyPageServer implements AutoCloseable {
     /** Written by the fault thread only (under its read announcement), read by both. */
     private volatile Seg[] segs;
 
-    // The read/copy handshake (see the class comment).
-    private volatile boolean readIntent;
-    /** Threads inside a copy section (the background, network event loops delivering pages); see enterCopy. */
-    private final AtomicInteger copiers = new AtomicInteger();
-    /** Set once before the uffd is closed: copy sections entered later do nothing. */
-    private volatile boolean uffdGone;
+    /** The read/copy handshake (see the class comment); closed before the uffd is. */
+    private final CopyGate gate = new CopyGate();
     /** Asynchronous fault reads not yet delivered or failed. */
     private final AtomicInteger faultsInFlight = new AtomicInteger();
     /** Asynchronous background reads not yet delivered or failed. */
@@ -577,7 +572,7 @@ public final class LazyPageServer implements AutoCloseable {
             final long t0 = System.nanoTime();
             step = "reading the uffd";
             int n;
-            announceRead();
+            gate.announceRead();
             try {
                 n = uffd.read(msgs);
                 step = "handling events";
@@ -587,7 +582,7 @@ public final class LazyPageServer implements AutoCloseable {
                     }
                 }
             } finally {
-                readIntent = false; // release: the events' marks and segs are visible to the background now
+                gate.readDone(); // release: the events' marks and segs are visible to the background now
             }
             step = "serving faults";
             for (int i = 0; i < n; i++) {
@@ -820,23 +815,6 @@ public final class LazyPageServer implements AutoCloseable {
                     Long.toHexString(probe));
         }
         return false;
-    }
-
-    /** Announces a read and waits for the background's copy in flight, if any. */
-    private void announceRead() {
-        readIntent = true; // volatile store, then volatile load: Dekker with the background's pair
-        for (int spins = 0; copiers.get() > 0; spins++) {
-            backOff(spins);
-        }
-    }
-
-    /** Spin a little, then yield: the thread we wait for may have lost its CPU (2 cores, many threads). */
-    private static void backOff(int spins) {
-        if (spins < 200) {
-            Thread.onSpinWait();
-        } else {
-            Thread.yield();
-        }
     }
 
     /**
@@ -1351,11 +1329,11 @@ public final class LazyPageServer implements AutoCloseable {
             // Wake the faulting thread whatever happened: a copy wakes it already; when the page was
             // dropped meanwhile, or the copy met EAGAIN (an event pending), the thread touches the
             // page again and faults anew, which the fault thread serves after reading the event.
-            if (enterCopy()) {
+            if (gate.enterCopy()) {
                 try {
                     uffd.wake(page, ps);
                 } finally {
-                    copiers.decrementAndGet();
+                    gate.leaveCopy();
                 }
             }
             if (pages > 0) {
@@ -1427,7 +1405,7 @@ public final class LazyPageServer implements AutoCloseable {
         } finally {
             helpJob.set(null);
             for (int spins = 0; j.finished.get() < j.slices; spins++) {
-                backOff(spins); // a slice the fault loop claimed is still being copied
+                CopyGate.backOff(spins); // a slice the fault loop claimed is still being copied
             }
         }
     }
@@ -1460,30 +1438,6 @@ public final class LazyPageServer implements AutoCloseable {
             fail("fault event loop, copying background pages", e);
             LockSupport.unpark(faultThread); // the watch thread takes the uffd off the loop now
             return false;
-        }
-    }
-
-    /**
-     * Enters a copy section (Dekker with the fault thread's read announcement, see the class
-     * comment): false when the uffd is being closed (copy nothing). Leave with {@code copiers.decrementAndGet()}.
-     */
-    private boolean enterCopy() {
-        for (;;) {
-            copiers.incrementAndGet(); // a full fence: then look for a read announcement
-            if (!readIntent) {
-                if (uffdGone) {
-                    copiers.decrementAndGet();
-                    return false;
-                }
-                return true;
-            }
-            copiers.decrementAndGet();
-            for (int spins = 0; readIntent; spins++) {
-                if (uffdGone) {
-                    return false;
-                }
-                backOff(spins);
-            }
         }
     }
 
@@ -1522,7 +1476,7 @@ public final class LazyPageServer implements AutoCloseable {
 
     /** One copy section: translate, re-check, UFFDIO_COPY. The pages delivered, or -1 on EAGAIN (or closing). */
     private long copySlice(int r, int idx, int n, long srcBase, boolean byFault) {
-        if (!enterCopy()) {
+        if (!gate.enterCopy()) {
             return -1;
         }
         AtomicLong pageCount = byFault ? pagesByFault : pagesByBackground;
@@ -1562,7 +1516,7 @@ public final class LazyPageServer implements AutoCloseable {
             }
             return delivered;
         } finally {
-            copiers.decrementAndGet();
+            gate.leaveCopy();
         }
     }
 
@@ -1747,11 +1701,7 @@ public final class LazyPageServer implements AutoCloseable {
     private synchronized void closeUffd() {
         if (!uffdClosed) {
             uffdClosed = true;
-            uffdGone = true;
-            readIntent = true; // copy sections entered from now on see uffdGone and leave
-            for (int spins = 0; copiers.get() > 0; spins++) {
-                backOff(spins);
-            }
+            gate.close(); // copy sections entered from now on leave at once; waits for those in flight
             uffd.close();
         }
     }
@@ -1773,7 +1723,7 @@ public final class LazyPageServer implements AutoCloseable {
                 pagesDropped.get(), pagesFoundPresent.get(), bytesByFault.get() + bytesByBackground.get(), retries, removes, unmaps, remaps, forksNotServed,
                 copyLatency.getIntervalHistogram(), zeroLatency.getIntervalHistogram(), mibps,
                 Duration.ofNanos(end - startedAt), targetGone, forksServed, List.copyOf(kids), pagesByHelper.get(),
-                faultsAwaitingBackground);
+                faultsAwaitingBackground, gate.readsWaited(), gate.readWaitNanos());
     }
 
     /**

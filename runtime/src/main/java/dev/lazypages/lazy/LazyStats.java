@@ -37,13 +37,16 @@ import org.HdrHistogram.Histogram;
  *                            faults, helping the BULK loop with its deliveries
  * @param faultsAwaitingBackground faults on a page that one of the two oldest background reads in flight
  *                            was bringing, which waited for that delivery rather than asking again
+ * @param readsWaitedForCopies reads of the uffd that found a copy section in flight on another thread
+ *                            and waited for it to end (the read/copy handshake, {@link CopyGate})
+ * @param readWaitNanos       the time those reads waited, in ns
  */
 public record LazyStats(long faults, long faultsCopied, long zeroPages, long faultsAlreadyThere, long pagesByFault,
                         long pagesByBackground, long pagesDropped, long pagesFoundPresent, long bytesCopied, long retries, long removes,
                         long unmaps, long remaps, long forksNotServed, Histogram copyLatency, Histogram zeroLatency,
                         double backgroundMiBps, Duration timeToCompletion, boolean targetExited,
                         long forksServed, java.util.List<LazyStats> children, long pagesByFaultLoopHelp,
-                        long faultsAwaitingBackground) {
+                        long faultsAwaitingBackground, long readsWaitedForCopies, long readWaitNanos) {
 
     /** A percentile (0-100) of the copy-fault latency, in µs. */
     public double copyMicros(double percentile) {
@@ -75,6 +78,7 @@ public record LazyStats(long faults, long faultsCopied, long zeroPages, long fau
                 + (pagesByFaultLoopHelp > 0 ? " (" + pagesByFaultLoopHelp + " of them copied by the fault loop)" : "")
                 + ", dropped " + pagesDropped + ", found present " + pagesFoundPresent + ", bytes " + bytesCopied + ", retries " + retries + ", events remove="
                 + removes + " unmap=" + unmaps + " remap=" + remaps + " fork(served)=" + forksServed + " fork(not served)=" + forksNotServed
+                + ", reads that waited for a copy " + readsWaitedForCopies + String.format(" (%.1f ms)", readWaitNanos / 1e6)
                 + ", copy latency " + percentiles(copyLatency) + ", zero latency " + percentiles(zeroLatency)
                 + String.format(", background %.1f MiB/s", backgroundMiBps) + ", completed in "
                 + timeToCompletion.toMillis() + " ms" + (targetExited ? ", target exited" : "")
