@@ -70,6 +70,13 @@ public final class MigrateCommand implements Callable<Integer> {
             description = "The dirty tracker (default auto).")
     private String trackMem;
 
+    @Option(names = "--max-postcopy-bandwidth", paramLabel = "RATE", defaultValue = "0", converter = RateConverter.class,
+            description = {"Cap the post-copy background transfer at RATE bytes/s (suffix K, M or G: KiB, MiB, GiB; "
+                    + "default 0: no cap, as fast as it goes). With a cap the destination also serves the process's faults "
+                    + "before any background work, for a lower fault latency while the pages move; the post-copy lasts "
+                    + "longer, and the process depends on the source until it ends. Post-copy and hybrid only."})
+    private long maxPostcopyBandwidth;
+
     @Option(names = "--token", paramLabel = "T", description = "The token the daemon printed (or was given).")
     private String token;
 
@@ -94,6 +101,18 @@ public final class MigrateCommand implements Callable<Integer> {
         }
     }
 
+    /** {@link ByteRate#parse}, its message as picocli's usage error. */
+    static final class RateConverter implements picocli.CommandLine.ITypeConverter<Long> {
+        @Override
+        public Long convert(String value) {
+            try {
+                return ByteRate.parse(value);
+            } catch (IllegalArgumentException e) {
+                throw new picocli.CommandLine.TypeConversionException(e.getMessage());
+            }
+        }
+    }
+
     @Override
     public Integer call() {
         tls.apply(spec, true); // the source's page server accepts the destination's page connections
@@ -102,9 +121,15 @@ public final class MigrateCommand implements Callable<Integer> {
         FaultStep.At fault = injectFault != null ? injectFault : FaultStep.At.NONE;
         java.io.Console console = System.console();
         Consumer<String> progress = console != null && console.isTerminal() ? terminalProgress(err) : null;
-        MigrationSource.Options o = MigrationSource.Options.defaults().withMode(MigrationMode.parse(mode))
+        MigrationMode m = MigrationMode.parse(mode);
+        if (maxPostcopyBandwidth > 0 && !m.lazy()) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--max-postcopy-bandwidth applies to post-copy and "
+                    + "hybrid migrations (a pre-copy migration moves no pages once the process runs on the destination)");
+        }
+        MigrationSource.Options o = MigrationSource.Options.defaults().withMode(m)
                 .withLimits(new ConvergencePolicy.Limits(maxIterations, goal, downtimeLimit)).withTrackMem(trackMem)
-                .withToken(token).withReport(report).withProgress(progress).withFault(fault);
+                .withToken(token).withReport(report).withProgress(progress).withFault(fault)
+                .withMaxPostcopyBandwidth(maxPostcopyBandwidth);
         MigrationReport r;
         try {
             r = MigrationSource.run(pid, parse(to), o);

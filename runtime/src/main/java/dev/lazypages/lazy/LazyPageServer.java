@@ -72,7 +72,11 @@ import org.HdrHistogram.Recorder;
  * pass (skipped by a jump, or refused with EAGAIN) is asked for in the next. A fault on a page that
  * one of the two oldest background reads in flight is bringing waits for that delivery, whose copy
  * wakes the thread, rather than asking for the page a second time (for at most 1 ms: awaitsBackground),
- * so a process reading memory in order rides the background stream. All of them share only a
+ * so a process reading memory in order rides the background stream. With a bandwidth cap
+ * ({@link Options#backgroundBytesPerSecond}, {@code migrate --max-postcopy-bandwidth}) the background
+ * paces small requests to it ({@link Pacer}) and gives way to the faults in each of those respects: faults
+ * ask for their page alone, the fault loop does not help, no fault waits for a background read
+ * ({@link #LATENCY_FIRST_CHUNK_PAGES}). All of them share only a
  * page-state bitmap per region ({@code done}: delivered or dropped, set with atomic OR) and
  * the pending-page counter; there is no lock on the fault path. Races end in EEXIST, which
  * means "already there": the page is marked done and the faulting range woken.
@@ -163,9 +167,12 @@ public final class LazyPageServer implements AutoCloseable {
      *                             many pages, so that it arrives early (0: off, the sweep ignores faults)
      * @param backgroundRequests   asynchronous background reads of full size in flight at once (pipelining);
      *                             smaller ones (scattered pages) up to 16 times as many, within the same pages
+     * @param backgroundBytesPerSecond the background transfer's bandwidth cap in bytes/s, 0: none; with a cap the
+     *                             background gives way to the faults ({@link #latencyFirst()})
      */
     public record Options(int prefetchPages, int backgroundChunkPages, int backgroundCopyPages, boolean background,
-                          int pollTimeoutMillis, int targetPid, int prefetchAroundPages, int backgroundRequests) {
+                          int pollTimeoutMillis, int targetPid, int prefetchAroundPages, int backgroundRequests,
+                          long backgroundBytesPerSecond) {
         /**
          * The system property that turns prefetching (pages after a fault, and the background's jump
          * to the pages around recent faults) on or off: {@code -Dlazypages.prefetch=false}; default on.
@@ -179,7 +186,7 @@ public final class LazyPageServer implements AutoCloseable {
 
         public Options {
             if (prefetchPages < 0 || backgroundChunkPages < 1 || backgroundCopyPages < 1 || pollTimeoutMillis < 1
-                    || prefetchAroundPages < 0 || backgroundRequests < 1) {
+                    || prefetchAroundPages < 0 || backgroundRequests < 1 || backgroundBytesPerSecond < 0) {
                 throw new IllegalArgumentException("invalid options " + this);
             }
         }
@@ -192,7 +199,7 @@ public final class LazyPageServer implements AutoCloseable {
         public static Options defaults() {
             boolean prefetch = !"false".equalsIgnoreCase(System.getProperty(PREFETCH_PROPERTY, "true").trim());
             boolean background = !"false".equalsIgnoreCase(System.getProperty(BACKGROUND_PROPERTY, "true").trim());
-            return new Options(prefetch ? 3 : 0, 256, 16, background, 5, 0, prefetch ? 64 : 0, 4);
+            return new Options(prefetch ? 3 : 0, 256, 16, background, 5, 0, prefetch ? 64 : 0, 4, 0);
         }
 
         public boolean prefetchAroundFaults() {
@@ -201,27 +208,44 @@ public final class LazyPageServer implements AutoCloseable {
 
         public Options withPrefetchPages(int n) {
             return new Options(n, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, targetPid,
-                    prefetchAroundPages, backgroundRequests);
+                    prefetchAroundPages, backgroundRequests, backgroundBytesPerSecond);
         }
 
         public Options withBackground(boolean on) {
             return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, on, pollTimeoutMillis, targetPid,
-                    prefetchAroundPages, backgroundRequests);
+                    prefetchAroundPages, backgroundRequests, backgroundBytesPerSecond);
         }
 
         public Options withBackgroundChunk(int readPages, int copyPages) {
             return new Options(prefetchPages, readPages, copyPages, background, pollTimeoutMillis, targetPid,
-                    prefetchAroundPages, backgroundRequests);
+                    prefetchAroundPages, backgroundRequests, backgroundBytesPerSecond);
         }
 
         public Options withTargetPid(int pid) {
             return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, pid,
-                    prefetchAroundPages, backgroundRequests);
+                    prefetchAroundPages, backgroundRequests, backgroundBytesPerSecond);
+        }
+
+        /**
+         * The background transfer held to {@code bytesPerSecond} (0: as fast as it goes), latency first: see
+         * {@link #latencyFirst}.
+         */
+        public Options withBackgroundBandwidth(long bytesPerSecond) {
+            return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, targetPid,
+                    prefetchAroundPages, backgroundRequests, bytesPerSecond);
+        }
+
+        /**
+         * True when the background has a bandwidth cap: then it also gives way to the faults in every other way
+         * (see {@link #LATENCY_FIRST_CHUNK_PAGES}).
+         */
+        public boolean latencyFirst() {
+            return backgroundBytesPerSecond > 0;
         }
 
         public Options withPrefetchAround(int pages) {
             return new Options(prefetchPages, backgroundChunkPages, backgroundCopyPages, background, pollTimeoutMillis, targetPid,
-                    pages, backgroundRequests);
+                    pages, backgroundRequests, backgroundBytesPerSecond);
         }
     }
 
@@ -292,6 +316,18 @@ public final class LazyPageServer implements AutoCloseable {
      * never waits). See awaitsBackground.
      */
     static final long AWAIT_BACKGROUND_NANOS = Long.getLong("lazypages.awaitBackgroundMicros", 1000) * 1000;
+    /**
+     * Pages per background request under a bandwidth cap ({@link Options#latencyFirst()}). A capped background
+     * gives way to the faults: requests of 64 pages (256 KiB) paced to the cap, so that its system calls at
+     * both ends are short and spread out; faults ask for their page alone (not {@link #BACKGROUND_FAULT_PAGES}),
+     * the fault event loop does not copy background deliveries, and a fault does not wait for a background read
+     * in flight ({@link #AWAIT_BACKGROUND_NANOS}): each of those makes some faults wait for background work.
+     * Measured with {@code lazy-bench fault-latency --warmups 3 --repeat 6} (1 GiB, a touch every 100 µs, ours'
+     * p99 with the background, median of rounds): no cap 1235-1866 µs; 256 MiB/s in 64 KiB requests with those
+     * three as without a cap 913, latency first 284 and 487; 256 MiB/s in 256 KiB requests 268 (rounds
+     * 234-426); 128 MiB/s 254 (idle p99 in the same runs 148-253).
+     */
+    static final int LATENCY_FIRST_CHUNK_PAGES = 64;
     /** Background reads in flight, in the order issued (a power of two above the window's 64 reads). */
     private static final int IN_FLIGHT_RING = 256;
     /** Their image addresses and pages; slot i & (IN_FLIGHT_RING - 1), written by the background thread before inFlightTail. */
@@ -302,8 +338,10 @@ public final class LazyPageServer implements AutoCloseable {
     private final AtomicLong inFlightHead = new AtomicLong();
     /** Faults that waited for a background delivery rather than asking (fault thread only). */
     private long faultsAwaitingBackground;
-    /** {@link #AWAIT_BACKGROUND_NANOS} for this server (tests set it before the start). */
-    private long awaitBackgroundNanos = AWAIT_BACKGROUND_NANOS;
+    /** {@link #AWAIT_BACKGROUND_NANOS} for this server (tests set it before the start); 0 when latency first. */
+    private long awaitBackgroundNanos;
+    /** Time the background thread waited for the bandwidth cap (its thread only; read after it ended). */
+    private long backgroundPacedNanos;
     /** Image addresses where recent faults' reads ended; only the fault path's thread touches them. */
     private final long[] recentFaultEnds = new long[RECENT_FAULTS];
     private int recentFaults;
@@ -360,6 +398,7 @@ public final class LazyPageServer implements AutoCloseable {
         this.uffd = uffd;
         this.source = source;
         this.options = options;
+        this.awaitBackgroundNanos = options.latencyFirst() ? 0 : AWAIT_BACKGROUND_NANOS;
         this.depth = 0;
         this.ps = source.pageSize();
         if (ps != Posix.pageSize()) {
@@ -435,6 +474,7 @@ public final class LazyPageServer implements AutoCloseable {
         this.uffd = childUffd;
         this.source = childSource;
         this.options = parent.options.withTargetPid(0);
+        this.awaitBackgroundNanos = parent.awaitBackgroundNanos;
         this.ps = parent.ps;
         this.shift = parent.shift;
         this.depth = parent.depth + 1;
@@ -661,7 +701,7 @@ public final class LazyPageServer implements AutoCloseable {
         try {
             LoopFaults lf = new LoopFaults(loop);
             FaultLoop.Watch w = loop.watch(uffd.fd(), lf::readable);
-            if (HELP_ON_LOOP) {
+            if (HELP_ON_LOOP && !options.latencyFirst()) {
                 loop.whileIdle(this::helpOnce);
                 helper = loop;
                 helped = true;
@@ -905,7 +945,7 @@ public final class LazyPageServer implements AutoCloseable {
     private boolean copyFault(long page, long img, int r, int idx, Seg seg, PageBuffer buf, long t0) {
         int k = 1;
         int max = sequential(img) ? 1 + options.prefetchPages()
-                : backgroundThread != null && options.prefetchPages() > 0 ? BACKGROUND_FAULT_PAGES : 1;
+                : backgroundThread != null && options.prefetchPages() > 0 && !options.latencyFirst() ? BACKGROUND_FAULT_PAGES : 1;
         long segEnd = seg.cur + seg.len;
         while (k < max && idx + k < regPages[r] && page + ((long) k << shift) < segEnd && isStored(r, idx + k)
                 && !isDone(r, idx + k)) {
@@ -1149,7 +1189,9 @@ public final class LazyPageServer implements AutoCloseable {
         int stepPages = 0;
         long t0 = System.nanoTime();
         try {
-            final int chunk = options.backgroundChunkPages();
+            final int chunk = options.latencyFirst() ? Math.min(LATENCY_FIRST_CHUNK_PAGES, options.backgroundChunkPages())
+                    : options.backgroundChunkPages();
+            final Pacer pacer = options.latencyFirst() ? new Pacer(options.backgroundBytesPerSecond(), System.nanoTime()) : null;
             final boolean follow = options.prefetchAroundFaults();
             PageBuffer buf = null; // for sources that cannot read asynchronously
             long seenFaults = 0;
@@ -1188,6 +1230,9 @@ public final class LazyPageServer implements AutoCloseable {
                     stepImg = img;
                     stepPages = k;
                     awaitBackgroundWindow(k);
+                    if (pacer != null) {
+                        awaitPacer(pacer, (long) k << shift);
+                    }
                     int taken = readAsync(img, k);
                     if (taken == 0) {
                         if (buf == null) {
@@ -1272,6 +1317,22 @@ public final class LazyPageServer implements AutoCloseable {
             }
             LockSupport.parkNanos(this, 1_000_000); // a delivery unparks us
         }
+    }
+
+    /** Waits for the bandwidth cap's turn of a request of {@code bytes} (or until the server stops). */
+    private void awaitPacer(Pacer pacer, long bytes) {
+        long now = System.nanoTime();
+        long wait = pacer.reserve(bytes, now);
+        if (wait <= 0) {
+            return;
+        }
+        long t0 = now;
+        long until = now + wait;
+        while (now < until && !stopping && !closing && !completion.isDone()) {
+            LockSupport.parkNanos(this, until - now);
+            now = System.nanoTime();
+        }
+        backgroundPacedNanos += now - t0;
     }
 
     /** Waits until no background read is in flight. */
@@ -1723,7 +1784,7 @@ public final class LazyPageServer implements AutoCloseable {
                 pagesDropped.get(), pagesFoundPresent.get(), bytesByFault.get() + bytesByBackground.get(), retries, removes, unmaps, remaps, forksNotServed,
                 copyLatency.getIntervalHistogram(), zeroLatency.getIntervalHistogram(), mibps,
                 Duration.ofNanos(end - startedAt), targetGone, forksServed, List.copyOf(kids), pagesByHelper.get(),
-                faultsAwaitingBackground, gate.readsWaited(), gate.readWaitNanos());
+                faultsAwaitingBackground, gate.readsWaited(), gate.readWaitNanos(), backgroundPacedNanos);
     }
 
     /**

@@ -40,13 +40,14 @@ import org.HdrHistogram.Histogram;
  * @param readsWaitedForCopies reads of the uffd that found a copy section in flight on another thread
  *                            and waited for it to end (the read/copy handshake, {@link CopyGate})
  * @param readWaitNanos       the time those reads waited, in ns
+ * @param backgroundPacedNanos the time the background transfer waited for its bandwidth cap, in ns (0 without one)
  */
 public record LazyStats(long faults, long faultsCopied, long zeroPages, long faultsAlreadyThere, long pagesByFault,
                         long pagesByBackground, long pagesDropped, long pagesFoundPresent, long bytesCopied, long retries, long removes,
                         long unmaps, long remaps, long forksNotServed, Histogram copyLatency, Histogram zeroLatency,
                         double backgroundMiBps, Duration timeToCompletion, boolean targetExited,
                         long forksServed, java.util.List<LazyStats> children, long pagesByFaultLoopHelp,
-                        long faultsAwaitingBackground, long readsWaitedForCopies, long readWaitNanos) {
+                        long faultsAwaitingBackground, long readsWaitedForCopies, long readWaitNanos, long backgroundPacedNanos) {
 
     /** A percentile (0-100) of the copy-fault latency, in µs. */
     public double copyMicros(double percentile) {
@@ -80,7 +81,9 @@ public record LazyStats(long faults, long faultsCopied, long zeroPages, long fau
                 + removes + " unmap=" + unmaps + " remap=" + remaps + " fork(served)=" + forksServed + " fork(not served)=" + forksNotServed
                 + ", reads that waited for a copy " + readsWaitedForCopies + String.format(" (%.1f ms)", readWaitNanos / 1e6)
                 + ", copy latency " + percentiles(copyLatency) + ", zero latency " + percentiles(zeroLatency)
-                + String.format(", background %.1f MiB/s", backgroundMiBps) + ", completed in "
+                + String.format(", background %.1f MiB/s", backgroundMiBps)
+                + (backgroundPacedNanos > 0 ? String.format(" (%.1f ms waiting for the bandwidth cap)", backgroundPacedNanos / 1e6) : "")
+                + ", completed in "
                 + timeToCompletion.toMillis() + " ms" + (targetExited ? ", target exited" : "")
                 + (children.isEmpty() ? "" : ", children " + children);
     }

@@ -8,6 +8,7 @@ import dev.lazypages.lazy.LazySource;
 import dev.lazypages.lazy.LazyStats;
 import dev.lazypages.image.PageFlags;
 import dev.lazypages.image.proto.PageMapEntry;
+import dev.lazypages.lazy.LazyPageServer;
 import dev.lazypages.restore.ImageLazyHandoff;
 import dev.lazypages.restore.Restorer;
 import dev.lazypages.restore.WarmRestore;
@@ -251,7 +252,10 @@ public final class MigrationDestination {
                 }
                 clock.start();
                 if (rep.mode.lazy()) {
-                    handoff = new ImageLazyHandoff();
+                    handoff = new ImageLazyHandoff(lazyOptions(restore.maxPostcopyBandwidth()));
+                    if (restore.maxPostcopyBandwidth() > 0) {
+                        say("post-copy background capped at %.1f MiB/s (faults first)", restore.maxPostcopyBandwidth() / 1048576.0);
+                    }
                     ro = ro.withLazy(handoff);
                 } else if (warm != null) {
                     handoff = new ImageLazyHandoff(); // pages the rounds did not write yet, from the local chain
@@ -686,5 +690,13 @@ public final class MigrationDestination {
         } catch (IOException e) {
             say("could not write the report into %s: %s", o.reportDir(), e.getMessage());
         }
+    }
+
+    /** The lazy page server's options for a post-copy restore with the source's bandwidth cap (0: none). */
+    static LazyPageServer.Options lazyOptions(long maxPostcopyBandwidth) {
+        if (maxPostcopyBandwidth < 0) {
+            throw new IllegalArgumentException("negative post-copy bandwidth cap from the source: " + maxPostcopyBandwidth);
+        }
+        return LazyPageServer.Options.defaults().withBackgroundBandwidth(maxPostcopyBandwidth);
     }
 }

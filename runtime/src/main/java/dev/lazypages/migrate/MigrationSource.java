@@ -76,11 +76,16 @@ public final class MigrationSource {
      * @param postCopyTimeout Running → every page delivered
      * @param progress        one line per step, for a terminal; never null
      * @param workDir         where round images are written (a temporary directory when null); removed at the end
+     * @param maxPostcopyBandwidth the post-copy background transfer's cap in bytes/s, 0: none; the destination then
+     *                        gives its faults way first (LazyPageServer.Options#latencyFirst)
      */
     public record Options(MigrationMode mode, ConvergencePolicy.Limits limits, String trackMem, String token, Path report,
                           FaultStep.At fault, Duration connectTimeout, Duration replyTimeout, Duration postCopyTimeout,
-                          Consumer<String> progress, Path workDir) {
+                          Consumer<String> progress, Path workDir, long maxPostcopyBandwidth) {
         public Options {
+            if (maxPostcopyBandwidth < 0) {
+                throw new IllegalArgumentException("the post-copy bandwidth cap must be >= 0 bytes/s (0: none), not " + maxPostcopyBandwidth);
+            }
             Objects.requireNonNull(mode, "mode");
             Objects.requireNonNull(limits, "limits");
             trackMem = trackMem != null ? trackMem : Trackings.AUTO;
@@ -95,27 +100,27 @@ public final class MigrationSource {
         /** Hybrid, default convergence limits, auto tracker, no token, no report. */
         public static Options defaults() {
             return new Options(MigrationMode.HYBRID, ConvergencePolicy.Limits.defaults(), null, null, null, null, null, null,
-                    null, null, null);
+                    null, null, null, 0);
         }
 
         public Options withMode(MigrationMode m) {
-            return new Options(m, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir);
+            return new Options(m, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir, maxPostcopyBandwidth);
         }
 
         public Options withLimits(ConvergencePolicy.Limits l) {
-            return new Options(mode, l, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir);
+            return new Options(mode, l, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir, maxPostcopyBandwidth);
         }
 
         public Options withTrackMem(String t) {
-            return new Options(mode, limits, t, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir);
+            return new Options(mode, limits, t, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir, maxPostcopyBandwidth);
         }
 
         public Options withToken(String t) {
-            return new Options(mode, limits, trackMem, t, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir);
+            return new Options(mode, limits, trackMem, t, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir, maxPostcopyBandwidth);
         }
 
         public Options withReport(Path r) {
-            return new Options(mode, limits, trackMem, token, r, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir);
+            return new Options(mode, limits, trackMem, token, r, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir, maxPostcopyBandwidth);
         }
 
         public Options withFault(FaultStep f) {
@@ -123,23 +128,28 @@ public final class MigrationSource {
         }
 
         public Options withPostCopyTimeout(Duration d) {
-            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, d, progress, workDir);
+            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, d, progress, workDir, maxPostcopyBandwidth);
         }
 
         public Options withFault(FaultStep.At f) {
-            return new Options(mode, limits, trackMem, token, report, f, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir);
+            return new Options(mode, limits, trackMem, token, report, f, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir, maxPostcopyBandwidth);
         }
 
         public Options withReplyTimeout(Duration d) {
-            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, d, postCopyTimeout, progress, workDir);
+            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, d, postCopyTimeout, progress, workDir, maxPostcopyBandwidth);
         }
 
         public Options withProgress(Consumer<String> p) {
-            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, p, workDir);
+            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, p, workDir, maxPostcopyBandwidth);
+        }
+
+        public Options withMaxPostcopyBandwidth(long bytesPerSecond) {
+            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, workDir,
+                    bytesPerSecond);
         }
 
         public Options withWorkDir(Path w) {
-            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, w);
+            return new Options(mode, limits, trackMem, token, report, fault, connectTimeout, replyTimeout, postCopyTimeout, progress, w, maxPostcopyBandwidth);
         }
     }
 
@@ -581,7 +591,7 @@ public final class MigrationSource {
             rep.bytesFinal = link.sendDirectory(FINAL_ROUND, f.imagesDir());
             o.fault().check(FaultStep.STATE_TRANSFER);
             step = "restore request";
-            link.send(new Msg.RestoreRequest(true, server.port(), FINAL));
+            link.send(new Msg.RestoreRequest(true, server.port(), FINAL, o.maxPostcopyBandwidth()));
             long h2 = System.nanoTime();
             rep.phase("freeze: send final", (h2 - h0) / 1e6);
             o.fault().check(FaultStep.RESTORE_REQUEST);

@@ -56,8 +56,14 @@ public sealed interface Msg {
     record Freeze() implements Msg {
     }
 
-    /** Source → destination: restore the directory {@code dir} (a name under the work dir). */
-    record RestoreRequest(boolean lazy, int pageServerPort, String dir) implements Msg {
+    /**
+     * Source → destination: restore the directory {@code dir} (a name under the work dir); the post-copy background
+     * transfer capped at {@code maxPostcopyBandwidth} bytes/s (0: none).
+     */
+    record RestoreRequest(boolean lazy, int pageServerPort, String dir, long maxPostcopyBandwidth) implements Msg {
+        public RestoreRequest(boolean lazy, int pageServerPort, String dir) {
+            this(lazy, pageServerPort, dir, 0);
+        }
     }
 
     /** Destination → source: the process runs as {@code pid}. */

@@ -302,7 +302,7 @@ final class NetLink implements Link {
             case Msg.PageServerReady r -> b.setPageServerReady(dev.lazypages.net.proto.PageServerReady.newBuilder().setPort(r.port()));
             case Msg.RoundApplied r -> b.setRoundApplied(dev.lazypages.net.proto.RoundApplied.newBuilder().setRound(r.round()));
             case Msg.RestoreRequest r -> b.setRestore(RestoreRequest.newBuilder().setFinalDir(r.dir()).setLazy(r.lazy())
-                    .setPageServerPort(r.pageServerPort()));
+                    .setPageServerPort(r.pageServerPort()).setMaxPostcopyBandwidth(r.maxPostcopyBandwidth()));
             case Msg.Running r -> b.setRunning(Running.newBuilder().setPid(r.pid()).setRestoreMs(Math.round(r.restoreMs()))
                     .putAllPhasesMs(r.phasesMs()));
             case Msg.Failed f -> b.setFailed(Failed.newBuilder().setStep(f.step()).setMessage(f.message()));
@@ -358,8 +358,14 @@ final class NetLink implements Link {
             case FREEZE -> new Msg.Freeze();
             case PAGE_SERVER_READY -> new Msg.PageServerReady(m.getPageServerReady().getPort());
             case ROUND_APPLIED -> new Msg.RoundApplied(m.getRoundApplied().getRound());
-            case RESTORE -> new Msg.RestoreRequest(m.getRestore().getLazy(), m.getRestore().getPageServerPort(),
-                    m.getRestore().getFinalDir());
+            case RESTORE -> {
+                long cap = m.getRestore().getMaxPostcopyBandwidth();
+                if (cap < 0) { // a uint64 past Long.MAX_VALUE
+                    throw new IOException("restore request with a post-copy bandwidth cap out of range: " + Long.toUnsignedString(cap));
+                }
+                yield new Msg.RestoreRequest(m.getRestore().getLazy(), m.getRestore().getPageServerPort(),
+                        m.getRestore().getFinalDir(), cap);
+            }
             case RUNNING -> new Msg.Running(m.getRunning().getPid(), m.getRunning().getRestoreMs(), m.getRunning().getPhasesMsMap());
             case FAILED -> new Msg.Failed(m.getFailed().getStep(), m.getFailed().getMessage());
             case COMMIT -> new Msg.Commit();

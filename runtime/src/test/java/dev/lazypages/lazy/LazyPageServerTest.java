@@ -90,6 +90,32 @@ class LazyPageServerTest {
         return s;
     }
 
+    /**
+     * A source that records the pages of each fault read and of each background read, and whose background brings
+     * nothing before {@code gate} opens (the background runs, but the faults are served first).
+     */
+    private static java.util.function.UnaryOperator<LazySource> gated(java.util.concurrent.CountDownLatch gate,
+            java.util.Queue<Integer> faultReads, java.util.Queue<Integer> backgroundReads) {
+        return src -> new LazyFixture.WrappingSource(src) {
+            @Override
+            public void readPages(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws java.io.IOException {
+                faultReads.add(nrPages);
+                inner.readPages(vaddr, nrPages, dst, dstOffset);
+            }
+
+            @Override
+            public void readPagesInBackground(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws java.io.IOException {
+                try {
+                    gate.await();
+                } catch (InterruptedException e) {
+                    throw new java.io.InterruptedIOException();
+                }
+                backgroundReads.add(nrPages);
+                inner.readPages(vaddr, nrPages, dst, dstOffset);
+            }
+        };
+    }
+
     private static BitSet bits(int... pages) {
         BitSet b = new BitSet();
         for (int p : pages) {
@@ -191,23 +217,7 @@ class LazyPageServerTest {
     void withTheBackgroundRunningRandomFaultsBringTheFollowingPagesToo() throws Exception {
         java.util.concurrent.CountDownLatch gate = new java.util.concurrent.CountDownLatch(1);
         java.util.Queue<Integer> faultReads = new java.util.concurrent.ConcurrentLinkedQueue<>();
-        wrapSource = src -> new LazyFixture.WrappingSource(src) {
-            @Override
-            public void readPages(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws java.io.IOException {
-                faultReads.add(nrPages);
-                inner.readPages(vaddr, nrPages, dst, dstOffset);
-            }
-
-            @Override
-            public void readPagesInBackground(long vaddr, int nrPages, PageBuffer dst, long dstOffset) throws java.io.IOException {
-                try {
-                    gate.await(); // the background runs, but brings nothing before the faults are served
-                } catch (InterruptedException e) {
-                    throw new java.io.InterruptedIOException();
-                }
-                inner.readPages(vaddr, nrPages, dst, dstOffset);
-            }
-        };
+        wrapSource = gated(gate, faultReads, new java.util.concurrent.ConcurrentLinkedQueue<>());
         int n = LazyPageServer.BACKGROUND_FAULT_PAGES;
         assertTrue(n > 1, "the default brings more than the faulting page");
         LazyPageServer s = setUp(256, range(0, 256), LazyPageServer.Options.defaults().withPrefetchPages(3)).start();
@@ -226,6 +236,55 @@ class LazyPageServerTest {
         }
         await(s.completion());
         assertMemoryMatchesImage(new BitSet(), new BitSet());
+    }
+
+    /**
+     * With a bandwidth cap the background gives way to the faults: a random fault brings its page alone,
+     * as without the background, and the background's requests are at most 64 pages.
+     */
+    @Test
+    void withACappedBackgroundRandomFaultsBringTheirPageAloneAndTheBackgroundAsksInSmallRequests() throws Exception {
+        java.util.concurrent.CountDownLatch gate = new java.util.concurrent.CountDownLatch(1);
+        java.util.Queue<Integer> faultReads = new java.util.concurrent.ConcurrentLinkedQueue<>();
+        java.util.Queue<Integer> backgroundReads = new java.util.concurrent.ConcurrentLinkedQueue<>();
+        wrapSource = gated(gate, faultReads, backgroundReads);
+        LazyPageServer.Options o = LazyPageServer.Options.defaults().withPrefetchPages(3).withBackgroundBandwidth(64L << 20);
+        assertTrue(o.latencyFirst());
+        LazyPageServer s = setUp(1024, range(0, 1024), o).start();
+        try {
+            assertArrayEquals(expected(0), await(LazyFixture.touch(mem, 0, tmp)));
+            for (int p : new int[] {400, 800, 200, 1000}) {
+                assertArrayEquals(expected(p), await(LazyFixture.touch(mem, p, tmp)), "page " + p);
+            }
+        } finally {
+            gate.countDown();
+        }
+        assertEquals(List.of(4, 1, 1, 1, 1), List.copyOf(faultReads), "the first fault prefetches 3 pages, random ones bring their page");
+        LazyStats st = await(s.completion());
+        assertTrue(backgroundReads.stream().allMatch(n -> n <= LazyPageServer.LATENCY_FIRST_CHUNK_PAGES), backgroundReads.toString());
+        assertTrue(backgroundReads.stream().anyMatch(n -> n == LazyPageServer.LATENCY_FIRST_CHUNK_PAGES), backgroundReads.toString());
+        assertEquals(0, st.faultsAwaitingBackground(), st.toString());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+    }
+
+    /** 16 MiB at 64 MiB/s take a quarter of a second at least: the cap holds (and the stats say how long it held). */
+    @Test
+    void aCappedBackgroundMovesNoFasterThanItsCap() throws Exception {
+        LazyPageServer s = setUp(4096, range(0, 4096), LazyPageServer.Options.defaults().withBackgroundBandwidth(64L << 20));
+        long t0 = System.nanoTime();
+        s.start();
+        LazyStats st = await(s.completion());
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        assertTrue(ms >= 250 - 2, "16 MiB in " + ms + " ms: faster than 64 MiB/s (" + st + ")");
+        assertTrue(st.backgroundPacedNanos() > 100_000_000L, st.toString());
+        assertTrue(st.toString().contains("waiting for the bandwidth cap"), st.toString());
+        assertEquals(4096, st.pagesByBackground(), st.toString());
+        assertMemoryMatchesImage(new BitSet(), new BitSet());
+    }
+
+    @Test
+    void aNegativeCapIsRefused() {
+        assertThrows(IllegalArgumentException.class, () -> LazyPageServer.Options.defaults().withBackgroundBandwidth(-1));
     }
 
     @Test

@@ -52,8 +52,10 @@ class CommandsTest {
             Captured mg = new Captured();
             Path report = tmp.resolve("source.json");
             int rc = mg.wire(new MigrateCommand()).execute("-t", Integer.toString(m.pid), "--to", "127.0.0.1:" + port.group(1),
-                    "--token", token.group(1), "--mode", "post-copy", "--report", report.toString());
+                    "--token", token.group(1), "--mode", "post-copy", "--report", report.toString(),
+                    "--max-postcopy-bandwidth", "128M");
             assertEquals(0, rc, mg.err + "\n" + mg.out);
+            await(s.out, Pattern.compile("post-copy background capped at 128\\.0 MiB/s"));
             Matcher newPid = Pattern.compile("\\(pid (\\d+) there\\)").matcher(mg.out.toString());
             assertTrue(newPid.find(), mg.out.toString());
             m.pid = Integer.parseInt(newPid.group(1));
@@ -93,6 +95,18 @@ class CommandsTest {
         cl.setExecutionExceptionHandler((ex, line, parse) -> ex instanceof IllegalArgumentException ? 4 : 1);
         assertEquals(4, cl.execute("-t", "1", "--to", "nohostport"));
         assertEquals(4, cl.execute("-t", "1", "--to", "127.0.0.1:1", "--mode", "sideways"));
+    }
+
+    @Test
+    void aBadBandwidthCapIsAUsageErrorThatSaysWhatItWants() {
+        Captured c = new Captured();
+        CommandLine cl = c.wire(new MigrateCommand());
+        assertEquals(2, cl.execute("-t", "1", "--to", "127.0.0.1:1", "--max-postcopy-bandwidth", "fast"));
+        assertTrue(c.err.toString().contains("'fast' is not a rate") && c.err.toString().contains("256M"), c.err.toString());
+        Captured pre = new Captured();
+        assertEquals(2, pre.wire(new MigrateCommand()).execute("-t", "1", "--to", "127.0.0.1:1", "--mode", "pre-copy",
+                "--max-postcopy-bandwidth", "256M"));
+        assertTrue(pre.err.toString().contains("applies to post-copy and hybrid"), pre.err.toString());
     }
 
     private static Matcher await(StringWriter w, Pattern p) throws InterruptedException {

@@ -35,7 +35,7 @@ class ControlMessageFuzzTest {
                     List.of(new HostFacts.FileId("/usr/bin/app", 2049, 42, 1234, true, "open"),
                             new HostFacts.FileId("/tmp/gone", 2049, 43, -1, false, "deleted"))), List.of("uffd-wp-async")),
             new Msg.PrecheckReply(List.of("page size 4096 here, 16384 there")), new Msg.Freeze(),
-            new Msg.PageServerReady(7701), new Msg.RoundApplied(2), new Msg.RestoreRequest(true, 7701, "final"), new Msg.Running(1234, 12.5, Map.of("restore", 10.0)),
+            new Msg.PageServerReady(7701), new Msg.RoundApplied(2), new Msg.RestoreRequest(true, 7701, "final"), new Msg.RestoreRequest(true, 7701, "final", 256L << 20), new Msg.Running(1234, 12.5, Map.of("restore", 10.0)),
             new Msg.Failed("restore", "no such file"), new Msg.Commit(), new Msg.Abort("source gave up"), new Msg.Ping());
 
     @Test
@@ -59,6 +59,18 @@ class ControlMessageFuzzTest {
         });
         assertEquals(cases, ran);
         assertTrue(decoded[0] > cases / 50, decoded[0] + " decoded"); // most mutations are refused by the parser
+    }
+
+    @Test
+    void aRestoreRequestCarriesThePostCopyBandwidthCapAndOneOutOfRangeIsRefused() throws IOException {
+        Msg.RestoreRequest capped = new Msg.RestoreRequest(true, 7701, "final", 256L << 20);
+        assertEquals(capped, NetLink.decode(NetLink.encode(capped)));
+        assertEquals(0, ((Msg.RestoreRequest) NetLink.decode(NetLink.encode(new Msg.RestoreRequest(true, 7701, "final"))))
+                .maxPostcopyBandwidth());
+        ControlMessage.Builder b = NetLink.encode(capped).toBuilder();
+        b.getRestoreBuilder().setMaxPostcopyBandwidth(-1L); // 2^64 - 1 on the wire
+        IOException e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class, () -> NetLink.decode(b.build()));
+        assertTrue(e.getMessage().contains("18446744073709551615"), e.getMessage());
     }
 
     private static final Pattern LATENCY = Pattern.compile("\"fault_latency\": \"([^\"]*)\"");
