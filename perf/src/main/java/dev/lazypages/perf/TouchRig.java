@@ -94,6 +94,9 @@ public final class TouchRig implements AutoCloseable {
 
     /** Runs {@code spec} through {@code pipeline} ({@code ours} or {@code floor}). */
     public TouchRun run(String pipeline, TouchSpec spec) throws Exception {
+        if (pipeline.equals("floor") && spec.backgroundCap() > 0) {
+            throw new IllegalArgumentException("the floor has no bandwidth cap: " + spec);
+        }
         Path dir = Files.createDirectories(work.resolve(pipeline + "-" + (++runs)));
         try {
             return switch (pipeline) {
@@ -248,7 +251,8 @@ public final class TouchRig implements AutoCloseable {
             }
             client = PageClient.connect(at, token);
             remote = new RemoteLazySource(client, remoteRuns(img));
-            LazyPageServer.Options lo = LazyPageServer.Options.defaults().withBackground(s.background());
+            LazyPageServer.Options lo = LazyPageServer.Options.defaults().withBackground(s.background())
+                    .withBackgroundBandwidth(s.backgroundCap());
             if (!s.prefetch()) {
                 lo = lo.withPrefetchPages(0);
             }

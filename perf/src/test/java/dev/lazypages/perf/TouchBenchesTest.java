@@ -47,7 +47,14 @@ class TouchBenchesTest {
             }
         }
         assertTrue(medians.get("ours idle p50") <= medians.get("ours idle p99"));
-        assertEquals(4, r.histograms().size());
+        assertEquals(5, r.histograms().size(), "floor and ours idle and with the background, ours with it capped");
+        assertPositive(medians, "ours capped p50");
+        assertTrue(progress.stream().anyMatch(l -> l.startsWith("measured round 1 ours capped") && l.contains("capped at 256 MiB/s")
+                && l.contains("waiting for the bandwidth cap")), "the capped round's engine held its background to the cap: " + progress);
+        assertFalse(progress.stream().anyMatch(l -> l.startsWith("warm-up ") && l.contains("capped")), "no capped warm-up: " + progress);
+        SuiteResult.Ratio capped = ratio(r, "fault p99 ours with background capped at 256 MiB/s / ours idle");
+        assertTrue(capped.value() > 0 && Double.isFinite(capped.value()) && capped.atMost(), capped.toString());
+        assertEquals(1.5, capped.target());
         assertTrue(r.histograms().stream().filter(h -> h.label().endsWith("idle")).allMatch(h -> h.histogram().getTotalCount() >= 190),
                 "idle runs fault on (nearly) every touch: " + r.histograms());
         SuiteResult.Ratio p50 = ratio(r, "fault p50 ours/floor (idle)");
