@@ -253,6 +253,7 @@ public final class MigrationDestination {
                 clock.start();
                 if (rep.mode.lazy()) {
                     handoff = new ImageLazyHandoff(lazyOptions(restore.maxPostcopyBandwidth()));
+                    rep.postcopyBandwidthCap = restore.maxPostcopyBandwidth();
                     if (restore.maxPostcopyBandwidth() > 0) {
                         say("post-copy background capped at %.1f MiB/s (faults first)", restore.maxPostcopyBandwidth() / 1048576.0);
                     }

@@ -62,6 +62,8 @@ public final class MigrationReport {
     public Histogram faultLatency;
     public Histogram serveLatency;
     public double backgroundMiBps;
+    /** The post-copy background transfer's cap in bytes/s ({@code migrate --max-postcopy-bandwidth}); 0: none. */
+    public long postcopyBandwidthCap;
     public double postcopyMs = -1;
     public double restoreMs = -1;
     public double totalMs;
@@ -112,6 +114,7 @@ public final class MigrationReport {
         m.put("faults", faults);
         m.put("fault_latency_us", percentiles(faultLatency));
         m.put("background_mib_per_sec", round1(backgroundMiBps));
+        m.put("postcopy_bandwidth_cap_bytes_per_sec", postcopyBandwidthCap);
         m.put("postcopy_ms", round1(postcopyMs));
         m.put("total_ms", round1(totalMs));
         if (!phasesMs.isEmpty()) {
@@ -192,7 +195,8 @@ public final class MigrationReport {
         Map<String, Object> p = percentiles(faultLatency);
         row(b, "fault latency us", String.format(Locale.ROOT, "p50 %s p90 %s p99 %s p99.9 %s max %s", p.get("p50"), p.get("p90"),
                 p.get("p99"), p.get("p999"), p.get("max")));
-        row(b, "background MiB/s", fmt(backgroundMiBps));
+        row(b, "background MiB/s", fmt(backgroundMiBps) + (postcopyBandwidthCap > 0
+                ? String.format(Locale.ROOT, " (capped at %.1f)", postcopyBandwidthCap / 1048576.0) : ""));
         if (serveLatency != null) {
             Map<String, Object> s = percentiles(serveLatency);
             row(b, "serve latency us", String.format(Locale.ROOT, "p50 %s p99 %s max %s (n=%s)", s.get("p50"), s.get("p99"),

@@ -591,6 +591,7 @@ public final class MigrationSource {
             rep.bytesFinal = link.sendDirectory(FINAL_ROUND, f.imagesDir());
             o.fault().check(FaultStep.STATE_TRANSFER);
             step = "restore request";
+            rep.postcopyBandwidthCap = o.maxPostcopyBandwidth();
             link.send(new Msg.RestoreRequest(true, server.port(), FINAL, o.maxPostcopyBandwidth()));
             long h2 = System.nanoTime();
             rep.phase("freeze: send final", (h2 - h0) / 1e6);

@@ -62,6 +62,8 @@ class CommandsTest {
             assertTrue(mg.out.toString().contains("  mode               post-copy"), mg.out.toString());
             m.assertVerifies();
             assertTrue(Files.readString(report).contains("\"outcome\": \"migrated\""));
+            assertTrue(Files.readString(report).contains("\"postcopy_bandwidth_cap_bytes_per_sec\": 134217728"), Files.readString(report));
+            assertTrue(mg.out.toString().contains("(capped at 128.0)"), mg.out.toString());
             assertTrue(Files.exists(tmp.resolve("source.hgrm")));
             await(s.out, Pattern.compile("migration \\w+: migrated"));
             try (var l = Files.list(tmp.resolve("reports"))) {

@@ -26,13 +26,15 @@ class MigrationReportTest {
             r.faultLatency.recordValue(i * 1000L); // 1..1000 µs
         }
         r.faults = 1000;
+        r.backgroundMiBps = 250.5;
+        r.postcopyBandwidthCap = 256L << 20;
         r.serveLatency = new Histogram(3);
         r.serveLatency.recordValue(15_000);
         Path hgrm = r.write(tmp.resolve("m.json"));
         String json = Files.readString(tmp.resolve("m.json"));
         for (String k : new String[] {"\"mode\": \"hybrid\"", "\"rounds\"", "\"dirty_rate\": 2560", "\"mib_per_sec\": 31.7", "\"stop_reason\": \"goal-reached\"",
             "\"downtime_ms\": 42.3", "\"bytes_precopy\": 450560", "\"bytes_postcopy\"", "\"faults\": 1000", "\"fault_latency_us\"",
-            "\"p999\"", "\"background_mib_per_sec\"", "\"total_ms\"", "\"serve_latency_us\""}) {
+            "\"p999\"", "\"background_mib_per_sec\"", "\"postcopy_bandwidth_cap_bytes_per_sec\": 268435456", "\"total_ms\"", "\"serve_latency_us\""}) {
             assertTrue(json.contains(k), k + " in " + json);
         }
         assertEquals(tmp.resolve("m.hgrm"), hgrm);
@@ -41,5 +43,6 @@ class MigrationReportTest {
         assertTrue(h.contains("#[Max     =     1000."), h);
         assertEquals(500.0, (Double) MigrationReport.percentiles(r.faultLatency).get("p50"), 1.0);
         assertTrue(r.table().contains("downtime ms        42.3"), r.table());
+        assertTrue(r.table().contains("background MiB/s   250.5 (capped at 256.0)"), r.table());
     }
 }
