@@ -291,7 +291,7 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
                 + "restored lazily (RemoteLazySource, LazyPageServer with the engine's default prefetch); floor: floor-server "
                 + "and the toucher's own uffd fault thread (blocking I/O, one page per fault)");
         res.note("ours capped: ours with the background held to " + CAP_MIB_PER_SECOND + " MiB/s (lazy-dump migrate "
-                + "--max-postcopy-bandwidth), which then gives way to the faults: 256 KiB requests paced to the cap, faults ask "
+                + "--max-postcopy-bandwidth), which then gives way to the faults: 64 KiB requests paced to the cap, faults ask "
                 + "for their page alone, the fault loop copies no background pages and a fault does not wait for a background "
                 + "read; measured rounds only (the uncapped background's warm-up runs the same code). Not the default: without "
                 + "a cap the transfer ends sooner, and until it ends the process depends on the source");

@@ -301,15 +301,18 @@ public final class LazyPageServer implements AutoCloseable {
     static final int RECENT_FAULTS = 4;
     /**
      * Pages a fault that does not look sequential asks for while the background transfer runs: the
-     * faulting page and up to 15 stored pages after it ({@code -Dlazypages.backgroundFaultPages=N};
+     * faulting page and up to 31 stored pages after it ({@code -Dlazypages.backgroundFaultPages=N};
      * 1: its page alone, as without the background). Every page has to come anyway then, and a
      * fault's cost is mostly per request (the wake-ups, the system calls at both ends), so a process
-     * that touches memory at random ahead of the background brings 16 pages a fault rather than one:
+     * that touches memory at random ahead of the background brings 32 pages a fault rather than one:
      * {@code lazy-bench postcopy-throughput --repeat 3} (1 GiB, random touches), alternated, medians
      * 1919 and 1969 MiB/s with 16 against 1112 and 1268 with 1 (4421-6847 faults a round against
-     * 21908-24291); 32 and 64 pages gave 2069 and 2290, at a longer wait per fault.
+     * 21908-24291); 32 and 64 pages gave 2069 and 2290, at a longer wait per fault (session 7). Session 10,
+     * two runs each, alternated: 32 pages 1997, 1373, 2275 and 2183, 2104, 1866 MiB/s against 16 pages'
+     * 1760, 1878, 954 and 1451, 1640, 1474 (sequential and bulk alike): 32, since a fault's wait matters
+     * less than the transfer's end without a cap, and a capped background asks for the page alone.
      */
-    static final int BACKGROUND_FAULT_PAGES = Math.max(1, Integer.getInteger("lazypages.backgroundFaultPages", 16));
+    static final int BACKGROUND_FAULT_PAGES = Math.max(1, Integer.getInteger("lazypages.backgroundFaultPages", 32));
     /**
      * How long a fault on a page in one of the two oldest background reads in flight waits for
      * that delivery before asking for it itself ({@code -Dlazypages.awaitBackgroundMicros=N}; 0:
@@ -318,16 +321,18 @@ public final class LazyPageServer implements AutoCloseable {
     static final long AWAIT_BACKGROUND_NANOS = Long.getLong("lazypages.awaitBackgroundMicros", 1000) * 1000;
     /**
      * Pages per background request under a bandwidth cap ({@link Options#latencyFirst()}). A capped background
-     * gives way to the faults: requests of 64 pages (256 KiB) paced to the cap, so that its system calls at
+     * gives way to the faults: requests of 16 pages (64 KiB) paced to the cap, so that its system calls at
      * both ends are short and spread out; faults ask for their page alone (not {@link #BACKGROUND_FAULT_PAGES}),
      * the fault event loop does not copy background deliveries, and a fault does not wait for a background read
      * in flight ({@link #AWAIT_BACKGROUND_NANOS}): each of those makes some faults wait for background work.
      * Measured with {@code lazy-bench fault-latency --warmups 3 --repeat 6} (1 GiB, a touch every 100 µs, ours'
      * p99 with the background, median of rounds): no cap 1235-1866 µs; 256 MiB/s in 64 KiB requests with those
      * three as without a cap 913, latency first 284 and 487; 256 MiB/s in 256 KiB requests 268 (rounds
-     * 234-426); 128 MiB/s 254 (idle p99 in the same runs 148-253).
+     * 234-426); 128 MiB/s 254 (idle p99 in the same runs 148-253). The p99s of 64 KiB and 256 KiB requests
+     * lie within each other's noise; the p50 with 64 KiB was lower in each of five runs (57, 71, 62, 56 and 53-87
+     * µs against 83, 78, 82, 77 and 87 with 256 KiB; idle 47-56), so 64 KiB.
      */
-    static final int LATENCY_FIRST_CHUNK_PAGES = 64;
+    static final int LATENCY_FIRST_CHUNK_PAGES = 16;
     /** Background reads in flight, in the order issued (a power of two above the window's 64 reads). */
     private static final int IN_FLIGHT_RING = 256;
     /** Their image addresses and pages; slot i & (IN_FLIGHT_RING - 1), written by the background thread before inFlightTail. */
