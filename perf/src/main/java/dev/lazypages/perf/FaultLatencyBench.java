@@ -24,9 +24,12 @@ import picocli.CommandLine.Mixin;
  * by the toucher itself (the same C code in both pipelines); touches that found their page in
  * already (under {@link TouchRun#HIT_NANOS}: the background was first) are counted apart.
  * {@value #FULL_WARMUPS} warm-up rounds of four times the touches ({@code --quick}: one of as many), then {@code repeat} rounds, the variants interleaved in each round so
- * that the machine's load falls on all of them alike. A fifth variant, measured rounds only: ours with
- * the background capped at {@value #CAP_MIB_PER_SECOND} MiB/s ({@code lazy-dump migrate
- * --max-postcopy-bandwidth}), which then gives way to the faults (LazyPageServer.Options#latencyFirst).
+ * that the machine's load falls on all of them alike. A fifth variant: ours with the background capped at
+ * {@value #CAP_MIB_PER_SECOND} MiB/s ({@code lazy-dump migrate --max-postcopy-bandwidth}), which then gives
+ * way to the faults (LazyPageServer.Options#latencyFirst). It warms up like the others: without warm-up
+ * rounds of its own, JFR showed the fault path's compiled code, which had never seen a capped server,
+ * deoptimised (unstable_if in LazyPageServer.latencyFirst, awaitsBackground, copyShared, backgroundLoop)
+ * in the first measured capped round, so that round ran part interpreted and C2 recompiled it meanwhile.
  */
 @Command(name = "fault-latency", mixinStandardHelpOptions = true, versionProvider = Bench.Version.class,
         usageHelpAutoWidth = true,
@@ -173,9 +176,6 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
                 Map<String, Histogram> round = new LinkedHashMap<>();
                 for (String[] v : VARIANTS) {
                     String k = v[0] + " " + v[1];
-                    if (i == 0 && v[1].equals("capped")) {
-                        continue; // the same code as the uncapped background's, which the warm-up runs
-                    }
                     TouchSpec s = base.withBackground(!v[1].equals("idle"))
                             .withBackgroundCap(v[1].equals("capped") ? (long) CAP_MIB_PER_SECOND << 20 : 0);
                     if (i == 0 && c.fullWarmup()) { // warm-up: four times the touches, so the fault path reaches C2 in it
@@ -293,7 +293,7 @@ public final class FaultLatencyBench implements Callable<Integer>, SuiteBench {
         res.note("ours capped: ours with the background held to " + CAP_MIB_PER_SECOND + " MiB/s (lazy-dump migrate "
                 + "--max-postcopy-bandwidth), which then gives way to the faults: 64 KiB requests paced to the cap, faults ask "
                 + "for their page alone, the fault loop copies no background pages and a fault does not wait for a background "
-                + "read; measured rounds only (the uncapped background's warm-up runs the same code). Not the default: without "
+                + "read. Not the default: without "
                 + "a cap the transfer ends sooner, and until it ends the process depends on the source");
         res.note("this JVM during the touches: collections, their time and JIT compilation from the first touch to the last; "
                 + "a round with a collection or with compiles in it has its p99 raised by them (each stall is charged for the "
