@@ -1333,7 +1333,7 @@ public final class LazyPageServer implements AutoCloseable {
         }
         long t0 = now;
         long until = now + wait;
-        while (now < until && !stopping && !closing && !completion.isDone()) {
+        while (until - now > 0 && !stopping && !closing && !completion.isDone()) { // nanoTime: compare differences
             LockSupport.parkNanos(this, until - now);
             now = System.nanoTime();
         }

@@ -693,11 +693,11 @@ public final class MigrationDestination {
         }
     }
 
-    /** The lazy page server's options for a post-copy restore with the source's bandwidth cap (0: none). */
+    /**
+     * The lazy page server's options for a post-copy restore with the source's bandwidth cap (0: none; NetLink
+     * refuses a negative one on the wire).
+     */
     static LazyPageServer.Options lazyOptions(long maxPostcopyBandwidth) {
-        if (maxPostcopyBandwidth < 0) {
-            throw new IllegalArgumentException("negative post-copy bandwidth cap from the source: " + maxPostcopyBandwidth);
-        }
         return LazyPageServer.Options.defaults().withBackgroundBandwidth(maxPostcopyBandwidth);
     }
 }
